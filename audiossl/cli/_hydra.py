@@ -18,8 +18,8 @@ CONF_DIR = Path(os.environ.get("AUDIOSSL_CONF", Path(__file__).resolve().parents
 def hydra_app(config_name: str) -> Callable[[Callable[[Any], None]], Callable[[], None]]:
     """``@hydra_app("pretrain")`` on ``def run(cfg)``: a console-script ``main`` with ``key=value`` overrides.
 
-    A ``ConfigError`` (or a ``FileNotFoundError`` / ``ValueError`` raised while validating input)
-    ends the program with its message and exit status 2 instead of a traceback.
+    A ``ConfigError`` ends the program with its message and exit status 2 instead of a traceback;
+    entry points that validate other input (manifests, corpora) catch their own error types the same way.
     """
 
     def decorate(run: Callable[[Any], None]) -> Callable[[], None]:
