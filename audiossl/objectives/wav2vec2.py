@@ -1,0 +1,226 @@
+"""wav2vec 2.0 (Baevski et al. 2020): identify the quantised latent of each masked frame among distractors.
+
+Pipeline per batch: conv latents ``z`` -> projection -> span masking (fairseq2's ``StandardWav2Vec2Masker``)
+-> context network -> final projection at masked frames; targets are Gumbel-quantised ``LayerNorm(z)`` at the
+same frames; distractors are other masked frames of the same utterance. Loss = contrastive
++ ``diversity_weight`` * codebook diversity + ``feature_penalty_weight`` * mean squared ``z``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import final
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from typing_extensions import override
+
+from audiossl.audio.features import frame_mask
+from audiossl.config import ConfigError, check_positive
+from audiossl.data.batch import AudioBatch
+from audiossl.models.encoder import Encoder
+from audiossl.objectives._contrastive import info_nce, sample_excluding_self
+from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Wav2Vec2Config:
+    """Defaults are wav2vec 2.0 BASE (fairseq ``wav2vec2_base_librispeech``)."""
+
+    name: str = "wav2vec2"
+    mask_prob: float = 0.065  # probability that a frame starts a masked span (the paper's p)
+    mask_span: int = 10
+    min_mask_spans: int = 2
+    num_negatives: int = 100
+    logit_temperature: float = 0.1
+    final_dim: int = 256
+    num_codebooks: int = 2
+    codebook_entries: int = 320
+    codevector_dim: int = 256
+    target_dropout: float = 0.1  # fairseq's dropout_features, on the quantiser input
+    diversity_weight: float = 0.1
+    feature_penalty_weight: float = 10.0
+    gumbel_temp_start: float = 2.0
+    gumbel_temp_end: float = 0.5
+    gumbel_temp_decay: float = 0.999995
+    collapse_codes_per_codebook: float = 4.0  # warn when fewer codes than this are in use per codebook
+    collapse_check_after: int = 100  # updates before collapse warnings (everything looks collapsed at step 0)
+
+    def validate(self) -> Wav2Vec2Config:
+        check_positive(self.mask_prob, "objective.mask_prob")
+        check_positive(self.min_mask_spans, "objective.min_mask_spans")
+        check_positive(self.num_negatives, "objective.num_negatives")
+        check_positive(self.logit_temperature, "objective.logit_temperature")
+        if self.mask_span < 1:
+            raise ConfigError(f"invalid config at 'objective.mask_span': must be >= 1, got {self.mask_span}")
+        if self.codevector_dim % self.num_codebooks:
+            raise ConfigError(f"invalid config at 'objective.codevector_dim': {self.codevector_dim} is not a "
+                              f"multiple of num_codebooks={self.num_codebooks}")
+        if not 0 < self.gumbel_temp_end <= self.gumbel_temp_start:
+            raise ConfigError("invalid config at 'objective.gumbel_temp_end': need 0 < end <= start")
+        return self
+
+
+@dataclass
+class Quantized:
+    vectors: Tensor  # (N, codevector_dim)
+    codes: Tensor  # (N, num_codebooks) chosen entry per codebook
+    code_perplexity: Tensor  # perplexity of the hard code histogram, summed over codebooks
+    prob_perplexity: Tensor  # perplexity of the mean softmax, summed over codebooks (what diversity trains)
+
+
+def _perplexity(mean_probs: Tensor) -> Tensor:
+    return torch.exp(-(mean_probs * torch.log(mean_probs + 1e-7)).sum(-1)).sum()
+
+
+@final
+class GumbelQuantizer(nn.Module):
+    """Product quantiser with ``num_codebooks`` x ``entries`` vectors, straight-through Gumbel-softmax.
+
+    Same maths and init as fairseq2's ``GumbelWav2Vec2VectorQuantizer`` but written here because that one's
+    forward (a) ties the temperature to a counter bumped on every *forward* call, which is wrong under
+    gradient accumulation and on resume (we advance it per optimiser update in ``on_update``), and (b) holds a
+    ``torch.compile(fullgraph=True)`` that costs 12-23 s on CPU and recompiles on every new shape.
+    Code lookup is a matmul of the one-hot codes with the codebook (no broadcast-multiply-sum).
+    """
+
+    def __init__(self, input_dim: int, num_codebooks: int, entries: int, output_dim: int) -> None:
+        super().__init__()
+        self.num_codebooks, self.entries = num_codebooks, entries
+        self.entry_proj = nn.Linear(input_dim, num_codebooks * entries)
+        nn.init.normal_(self.entry_proj.weight, mean=0.0, std=1.0)
+        nn.init.zeros_(self.entry_proj.bias)
+        self.codebook = nn.Parameter(torch.empty(num_codebooks, entries, output_dim // num_codebooks))
+        nn.init.uniform_(self.codebook)
+
+    def forward(self, x: Tensor, temperature: float) -> Quantized:
+        logits = self.entry_proj(x).view(-1, self.num_codebooks, self.entries).float()
+        hard = F.one_hot(logits.argmax(-1), self.entries).to(logits.dtype)
+        code_ppl = _perplexity(hard.mean(0))
+        prob_ppl = _perplexity(torch.softmax(logits, -1).mean(0))
+        one_hot = F.gumbel_softmax(logits, tau=temperature, hard=True) if self.training else hard
+        vectors = torch.einsum("ngv,gvd->ngd", one_hot.to(x.dtype), self.codebook)
+        return Quantized(vectors.flatten(1), one_hot.argmax(-1), code_ppl, prob_ppl)
+
+
+@register_objective("wav2vec2", Wav2Vec2Config)
+@final
+class Wav2Vec2(Objective):
+    """Masked contrastive prediction over quantised targets; see the module docstring."""
+
+    def __init__(self, config: Wav2Vec2Config, encoder: Encoder) -> None:
+        super().__init__()
+        from fairseq2.models.wav2vec2.masker import StandardWav2Vec2Masker
+
+        self.config = config.validate()
+        self.encoder = encoder
+        # fairseq2's masker takes fairseq's "mask_prob" (= p * span, the expected masked share before overlap).
+        self.masker = StandardWav2Vec2Masker(
+            encoder.output_dim, temporal_span_len=config.mask_span,
+            max_temporal_mask_prob=config.mask_prob * config.mask_span,
+            min_num_temporal_mask_spans=config.min_mask_spans)
+        channels = encoder.feature_encoder.output_dim
+        self.quantizer = GumbelQuantizer(channels, config.num_codebooks, config.codebook_entries,
+                                         config.codevector_dim)
+        self.target_dropout = nn.Dropout(config.target_dropout)
+        self.target_projection = nn.Linear(config.codevector_dim, config.final_dim)
+        self.final_projection = nn.Linear(encoder.output_dim, config.final_dim)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+
+    @property
+    def temperature(self) -> float:
+        c = self.config
+        return max(c.gumbel_temp_start * c.gumbel_temp_decay ** int(self.num_updates), c.gumbel_temp_end)
+
+    @override
+    def on_update(self, step: int) -> dict[str, float]:
+        """Advance the Gumbel temperature schedule; the step lives in a buffer so checkpoints carry it."""
+        self.num_updates.fill_(step)
+        return {"temp": self.temperature}
+
+    def maskable(self, frames: Tensor) -> Tensor:
+        """Items long enough for ``min_mask_spans`` spans, with fairseq2's masker's own arithmetic."""
+        span, max_prob = self.masker.temporal_span_len, self.masker.max_temporal_mask_prob
+        num_spans = (max_prob / span * (frames - 1)).to(torch.int64)
+        return (frames > span) & (num_spans >= self.masker.min_num_temporal_mask_spans)
+
+    def _keep_maskable(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
+        """Drop items too short to mask (the masker would raise); fail clearly if none is left."""
+        keep = self.maskable(self.encoder.feature_encoder.frame_lengths(batch.lengths))
+        if bool(keep.all()):
+            return batch.waveforms, batch.lengths
+        if not bool(keep.any()):
+            frames = math.ceil(self.config.min_mask_spans / self.config.mask_prob) + 1
+            raise ValueError(f"wav2vec2: every clip in batch {batch.ids[:3]}... is too short to mask "
+                             f"{self.config.min_mask_spans} spans; clips need about {frames} frames "
+                             f"({frames * self.encoder.downsample} samples): raise the data's minimum length")
+        log.warning("wav2vec2: dropped %d clip(s) too short to mask", int((~keep).sum()))
+        return batch.waveforms[keep], batch.lengths[keep]
+
+    def _logits(self, predictions: Tensor, targets: Tensor, codes: Tensor) -> Tensor:
+        """``(B, M, 1 + K)`` cosine / temperature: the own target first, then K same-utterance distractors.
+
+        Similarities are computed once for all masked-frame pairs (``B x M x M``) and distractors gathered
+        from that matrix, which is exact and avoids materialising ``B x M x K x dim`` distractor vectors.
+        A distractor with the same codes as the positive is the same vector and is excluded (-inf).
+        """
+        batch_size, masked, _ = predictions.shape
+        similarity = torch.bmm(F.normalize(predictions, dim=-1), F.normalize(targets, dim=-1).transpose(1, 2))
+        similarity = similarity / self.config.logit_temperature
+        index = sample_excluding_self(batch_size, masked, self.config.num_negatives, predictions.device)
+        same_code = (codes[:, :, None, :] == codes[:, None, :, :]).all(-1).gather(2, index)
+        distractors = similarity.gather(2, index).masked_fill(same_code, float("-inf"))
+        return torch.cat([similarity.diagonal(dim1=1, dim2=2).unsqueeze(-1), distractors], dim=-1)
+
+    @override
+    def forward(self, batch: AudioBatch) -> ObjectiveOutput:
+        from fairseq2.nn import BatchLayout
+
+        waveforms, lengths = self._keep_maskable(batch)
+        encoder, config = self.encoder, self.config
+        z, frames = encoder.extract(waveforms, lengths)
+        valid = frame_mask(frames, z.shape[1])
+        penalty = z.float().pow(2).mean(-1)[valid].mean()
+        x, mask = self.masker(encoder.project(z), BatchLayout.of(z, frames.tolist()))
+        output = encoder.contextualize(x, frames, z)
+        batch_size = z.shape[0]
+        quantized = self.quantizer(self.target_dropout(encoder.feature_norm(z[mask])), self.temperature)
+        targets = self.target_projection(quantized.vectors).view(batch_size, -1, config.final_dim)
+        predictions = self.final_projection(output.features[mask]).view(batch_size, -1, config.final_dim)
+        logits = self._logits(predictions, targets, quantized.codes.view(batch_size, -1, config.num_codebooks))
+        contrastive, accuracy = info_nce(logits.float())
+        total_entries = config.num_codebooks * config.codebook_entries
+        diversity = (total_entries - quantized.prob_perplexity) / total_entries
+        loss = contrastive + config.diversity_weight * diversity + config.feature_penalty_weight * penalty
+        metrics = {"loss": loss, "contrastive": contrastive, "diversity": diversity, "penalty": penalty,
+                   "code_ppl": quantized.code_perplexity, "prob_ppl": quantized.prob_perplexity, "acc": accuracy,
+                   "mask_frac": mask.sum() / valid.sum()}
+        return ObjectiveOutput(loss, {k: float(v.detach()) for k, v in metrics.items()} | {"temp": self.temperature})
+
+    @override
+    def warnings(self, metrics: dict[str, float]) -> list[str]:
+        """Advice when the run looks collapsed: contrastive task at chance, or only a handful of codes used."""
+        config = self.config
+        if int(self.num_updates) < config.collapse_check_after:
+            return []
+        chance_loss, chance_acc = math.log(config.num_negatives + 1), 1.0 / (config.num_negatives + 1)
+        symptoms = []
+        if metrics.get("contrastive", 0.0) > 0.9 * chance_loss and metrics.get("acc", 1.0) < 2 * chance_acc:
+            symptoms.append(f"contrastive loss {metrics['contrastive']:.3f} is near chance log(K+1)="
+                            f"{chance_loss:.3f} and accuracy {metrics['acc']:.3f} near chance {chance_acc:.3f}")
+        min_ppl = config.collapse_codes_per_codebook * config.num_codebooks
+        if "code_ppl" in metrics and metrics["code_ppl"] < min_ppl:
+            symptoms.append(f"code perplexity {metrics['code_ppl']:.2f} < {min_ppl:g}: only a handful of the "
+                            f"{config.num_codebooks}x{config.codebook_entries} codes are in use")
+        if not symptoms:
+            return []
+        advice = ("wav2vec2 looks collapsed (" + "; ".join(symptoms) + "). Try: a lower learning rate "
+                  "(optim.lr); a higher objective.diversity_weight (e.g. 0.1 -> 0.5); check the feature penalty "
+                  "(metric 'penalty', objective.feature_penalty_weight) and the feature encoder's normalisation "
+                  "(encoder.conv_norm); a longer warmup.")
+        return [advice]

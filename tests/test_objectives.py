@@ -1,0 +1,280 @@
+"""The four pretext tasks on small synthetic audio: contracts, wav2vec 2.0 details, and that each one learns."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+from audiossl.config import ConfigError, to_config
+from audiossl.data.batch import AudioBatch
+from audiossl.models import EncoderConfig, build_encoder
+from audiossl.objectives._contrastive import sample_excluding_self
+from audiossl.objectives.base import objective_names, objective_spec
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+SR = 16_000
+W2V2_STACK = [[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2], [32, 2, 2]]
+CPC_STACK = [[32, 10, 5], [32, 8, 4], [32, 4, 2], [32, 4, 2], [32, 4, 2]]
+TRANSFORMER = dict(conv_layers=W2V2_STACK, conv_norm="layer_norm", model_dim=64, num_layers=2, num_heads=4,
+                   ffn_dim=128, layerdrop=0.0, pos_conv_kernel=16, pos_conv_groups=4, dropout=0.0,
+                   attention_dropout=0.0, feature_dropout=0.0)
+RNN = dict(conv_layers=CPC_STACK, conv_norm="layer_norm", model_dim=64, context="gru", num_layers=2, dropout=0.0,
+           feature_dropout=0.0, feature_grad_scale=1.0)
+# Small heads so a few dozen steps on one core show learning; the defaults are checked separately.
+SMALL = {
+    "cpc": (RNN | dict(num_layers=1), dict(prediction_steps=4, num_negatives=32)),
+    "apc": (RNN, dict(n_mels=40)),
+    "cola": (RNN, dict(crop_seconds=0.5, embedding_dim=64)),
+    "wav2vec2": (TRANSFORMER, dict(num_codebooks=2, codebook_entries=32, codevector_dim=32, final_dim=32,
+                                   num_negatives=20, target_dropout=0.0, diversity_weight=1.0)),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sweeps(count: int, seconds: float, tmp_path: Path, seed: int = 0, narrow: bool = False) -> AudioBatch:
+    """Harmonic sweeps (up or down across 100-500 Hz) with a slow tremolo and a little noise, written to
+    16-bit FLAC and read back. Each frame differs from the others of its clip and follows from its
+    neighbours (what CPC, APC and wav2vec 2.0 need); each clip has its own harmonic weights and tremolo
+    rate, a "voice" that any crop of it shares (what COLA needs). ``narrow`` gives clip ``i`` its own
+    register instead (100 * 1.25**i Hz, sweeping 15%), so clips are told apart by pitch too."""
+    generator = torch.Generator().manual_seed(seed)
+    samples = int(seconds * SR)
+    t = torch.arange(samples) / SR
+    waves = []
+    for index in range(count):
+        low, high = 100 + 50 * torch.rand((), generator=generator), 400 + 100 * torch.rand((), generator=generator)
+        if narrow:
+            low, high = 100 * 1.25**index, 115 * 1.25**index
+        start, end = (low, high) if index % 2 == 0 else (high, low)
+        phase = 2 * math.pi * torch.cumsum(start + (end - start) * t / seconds, 0) / SR
+        tremolo = 0.6 + 0.4 * torch.sin(2 * math.pi * (3 + 3 * torch.rand((), generator=generator)) * t
+                                         + 2 * math.pi * torch.rand((), generator=generator))
+        weights = torch.rand(5, generator=generator) ** 2 + 0.05
+        wave = 0.2 * tremolo * sum(w * torch.sin(h * phase) for h, w in enumerate(weights.tolist(), start=1))
+        wave = wave + 0.01 * torch.randn(samples, generator=generator)
+        path = tmp_path / f"sweep{seed}_{index}.flac"
+        sf.write(path, wave.numpy(), SR, subtype="PCM_16")
+        waves.append(torch.from_numpy(sf.read(path, dtype="float32")[0]))
+    speakers = [f"spk{index % 2}" for index in range(count)]
+    return AudioBatch(torch.stack(waves), torch.full((count,), samples), [f"sweep{i}" for i in range(count)],
+                      {"spk": speakers})
+
+
+def build(name: str, **objective_overrides):
+    encoder_kw, objective_kw = SMALL[name]
+    spec = objective_spec(name)
+    config = to_config(spec.config_cls, {"name": name, **objective_kw, **objective_overrides}, "objective")
+    return spec.build(config, build_encoder(EncoderConfig(**encoder_kw)))
+
+
+def train(objective, batch: AudioBatch, steps: int, lr: float) -> list[dict[str, float]]:
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=lr)
+    history = []
+    for step in range(1, steps + 1):
+        output = objective(batch)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        objective.on_update(step)
+        history.append(output.metrics)
+    return history
+
+
+def last_mean(history: list[dict[str, float]], key: str, n: int = 5) -> float:
+    return sum(m[key] for m in history[-n:]) / n
+
+
+def test_registry_and_yaml_build_every_objective():
+    assert {"cpc", "wav2vec2", "apc", "cola"} <= set(objective_names())
+    encoder_cfg = OmegaConf.load(CONF / "encoder" / "apc_gru_tiny.yaml")
+    for name in ("cpc", "wav2vec2", "apc", "cola"):
+        node = OmegaConf.load(CONF / "objective" / f"{name}.yaml")
+        assert node.name == name
+        spec = objective_spec(node.name)
+        objective = spec.build(to_config(spec.config_cls, node, "objective"),
+                               build_encoder(to_config(EncoderConfig, encoder_cfg, "encoder")))
+        assert objective.encoder is not None
+
+
+EXPECTED_METRICS = {
+    "cpc": {"loss", "acc", "acc_k1", "acc_k4"},
+    "apc": {"loss", "copy_l1"},
+    "cola": {"loss", "acc"},
+    "wav2vec2": {"loss", "contrastive", "diversity", "penalty", "code_ppl", "prob_ppl", "temp", "acc", "mask_frac"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_METRICS))
+def test_forward_contract_gradients_and_determinism(name, tmp_path):
+    batch = sweeps(4, 1.0, tmp_path)
+    objective = build(name)
+    torch.manual_seed(7)
+    output = objective(batch)
+    assert output.loss.dim() == 0 and torch.isfinite(output.loss)
+    assert EXPECTED_METRICS[name] <= set(output.metrics)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in output.metrics.values())
+    output.loss.backward()
+    first_conv = objective.encoder.feature_encoder.layers[0].conv.weight
+    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+    torch.manual_seed(7)
+    assert objective(batch).loss.item() == output.loss.item()  # same RNG state -> same crops/masks/negatives
+
+
+def test_cpc_learns(tmp_path):
+    history = train(build("cpc"), sweeps(8, 1.0, tmp_path), steps=30, lr=2e-3)
+    chance = 1 / 33
+    assert history[0]["acc"] < 3 * chance
+    assert last_mean(history, "acc") > 5 * chance
+    assert history[-1]["acc_k1"] >= history[-1]["acc_k4"]  # the near future is easier
+
+
+def test_cola_learns(tmp_path):
+    history = train(build("cola"), sweeps(8, 1.0, tmp_path, narrow=True), steps=30, lr=3e-3)
+    assert last_mean(history, "acc") > 3 / 8
+    assert last_mean(history, "loss") < math.log(8) - 0.5
+
+
+def test_apc_beats_copying_the_last_frame(tmp_path):
+    history = train(build("apc"), sweeps(6, 1.0, tmp_path), steps=40, lr=3e-3)
+    assert history[0]["loss"] > history[0]["copy_l1"]  # an untrained model is worse than copying
+    assert last_mean(history, "loss") < 0.9 * history[-1]["copy_l1"]
+
+
+def test_wav2vec2_learns(tmp_path):
+    # Short spans and no feature penalty: the default p=0.065 x 10 recipe needs ~100+ steps to leave chance.
+    objective = build("wav2vec2", mask_span=2, mask_prob=0.15, feature_penalty_weight=0.0)
+    history = train(objective, sweeps(6, 1.0, tmp_path), steps=80, lr=5e-3)
+    chance_loss = math.log(21)
+    assert history[0]["contrastive"] > 0.95 * chance_loss
+    assert last_mean(history, "contrastive") < 0.8 * chance_loss
+    assert last_mean(history, "acc") > 0.25
+    assert history[-1]["code_ppl"] > 8  # not a collapse (one code = every distractor excluded = acc 1)
+
+
+def test_wav2vec2_mask_fraction_matches_expectation():
+    objective = build("wav2vec2", mask_prob=0.065, mask_span=10)
+    from fairseq2.nn import BatchLayout
+
+    frames = 1000
+    spans, starts = int(0.065 * (frames - 1)), frames - 10 + 1
+    # P(frame covered) when `spans` span starts are drawn uniformly (with replacement) from `starts` positions.
+    covered = sum(1 - (1 - min(i + 1, 10, frames - i, starts) / starts) ** spans for i in range(frames)) / frames
+    single_rows = [objective.masker(torch.zeros(1, frames, 64), BatchLayout.of(torch.zeros(1, frames), [frames]))[1]
+                   for _ in range(30)]
+    fraction = torch.cat(single_rows).float().mean().item()
+    assert abs(fraction - covered) < 0.015 and 0.45 < fraction < 0.5  # the paper's "about 49%"
+    # In a batch every row masks the same number of frames (the least-masked row's count).
+    x = torch.zeros(8, frames, 64)
+    _, mask = objective.masker(x, BatchLayout.of(x, [frames] * 8))
+    assert len(set(mask.sum(1).tolist())) == 1 and 0.38 < mask.float().mean().item() <= fraction + 0.03
+
+
+def test_distractors_exclude_the_positive():
+    index = sample_excluding_self(3, 7, 500, torch.device("cpu"))
+    own = torch.arange(7)[None, :, None]
+    assert not (index == own).any() and index.min() >= 0 and index.max() <= 6
+    assert len(index[0, 0].unique()) == 6  # all other positions are reachable
+    objective = build("wav2vec2")
+    predictions, targets = torch.randn(2, 12, 32), torch.randn(2, 12, 32)
+    codes = torch.zeros(2, 12, 2, dtype=torch.long)
+    codes[:, :6, 0] = 1  # two groups of identical targets
+    logits = objective._logits(predictions, targets, codes)
+    assert logits.shape == (2, 12, 1 + 20)
+    excluded = torch.isinf(logits[..., 1:])
+    assert excluded.any() and not torch.isinf(logits[..., 0]).any()
+    same_group_share = excluded.float().mean().item()
+    assert 0.35 < same_group_share < 0.55  # 5 of the 11 others share the code
+
+
+def test_too_short_clips_are_dropped_or_rejected(tmp_path, caplog):
+    objective = build("wav2vec2")  # p=0.065, span 10: needs 32 frames (~0.64 s)
+    batch = sweeps(2, 1.0, tmp_path)
+    batch.lengths[1] = 8_000
+    with caplog.at_level(logging.WARNING):
+        assert torch.isfinite(objective(batch).loss)
+    assert "too short" in caplog.text
+    batch.lengths[0] = 8_000
+    with pytest.raises(ValueError, match="too short to mask"):
+        objective(batch)
+
+
+def test_gumbel_temperature_schedule():
+    objective = build("wav2vec2")
+    assert objective.on_update(0)["temp"] == 2.0
+    assert objective.on_update(100_000)["temp"] == pytest.approx(2 * 0.999995**100_000)
+    assert objective.on_update(1_000_000)["temp"] == 0.5
+    state = objective.state_dict()
+    fresh = build("wav2vec2")
+    fresh.load_state_dict(state)
+    assert fresh.temperature == 0.5  # the schedule position travels with checkpoints
+
+
+def test_collapse_warning():
+    objective = build("wav2vec2")
+    healthy = {"contrastive": 2.1, "acc": 0.45, "code_ppl": 40.0}
+    at_chance = {"contrastive": 0.98 * math.log(21), "acc": 0.05, "code_ppl": 40.0}
+    one_code = {"contrastive": 0.0, "acc": 1.0, "code_ppl": 2.0}
+    assert objective.warnings(at_chance) == []  # too early to judge
+    objective.on_update(1_000)
+    assert objective.warnings(healthy) == []
+    for metrics in (at_chance, one_code):
+        (advice,) = objective.warnings(metrics)
+        assert "learning rate" in advice and "diversity_weight" in advice and "warmup" in advice
+
+
+def test_cpc_negative_pools(tmp_path, caplog):
+    batch = sweeps(4, 0.5, tmp_path)
+    objective = build("cpc", negatives="speaker")
+    valid = torch.ones(4, 10, dtype=torch.bool)
+    allowed = objective._allowed_pairs(batch, 4, torch.device("cpu"))
+    drawn_from = objective._negative_indices(allowed, valid) // 10
+    assert (drawn_from % 2 == torch.arange(4)[:, None] % 2).all()  # spk0 = clips 0, 2; spk1 = clips 1, 3
+    objective = build("cpc", negatives="utterance")
+    valid[2, 4:] = False
+    drawn = objective._negative_indices(objective._allowed_pairs(batch, 4, torch.device("cpu")), valid)
+    assert (drawn // 10 == torch.arange(4)[:, None]).all() and (drawn[2] % 10 < 4).all()
+    objective = build("cpc", negatives="speaker")
+    batch.labels.clear()
+    with caplog.at_level(logging.WARNING):
+        assert torch.isfinite(objective(batch).loss)
+        objective(batch)
+    assert caplog.text.count("no 'spk' labels") == 1
+
+
+def test_future_predictors_need_a_causal_encoder():
+    for name in ("cpc", "apc"):
+        spec = objective_spec(name)
+        with pytest.raises(ConfigError, match="causal"):
+            spec.build(spec.config_cls(), build_encoder(EncoderConfig(**TRANSFORMER)))
+
+
+def test_bad_objective_config_names_the_key():
+    with pytest.raises(ConfigError, match="objective.negatives"):
+        build("cpc", negatives="everything")
+    with pytest.raises(ConfigError, match="objective.num_negatives"):
+        to_config(objective_spec("wav2vec2").config_cls, {"num_negatives": "many"}, "objective")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_METRICS))
+def test_mixed_precision_keeps_loss_and_gradients_float32(name, tmp_path):
+    objective = build(name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = objective(sweeps(4, 1.0, tmp_path))
+    assert output.loss.dtype == torch.float32 and torch.isfinite(output.loss)
+    output.loss.backward()
+    grad = objective.encoder.feature_encoder.layers[0].conv.weight.grad
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
