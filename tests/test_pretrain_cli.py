@@ -1,0 +1,114 @@
+"""``audiossl-pretrain``: config validation before compute, the tiny presets, every objective through the Trainer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from _trainer_support import write_clips
+from audiossl.cli._hydra import CONF_DIR
+from audiossl.cli.pretrain import pretrain, validate
+from audiossl.config import ConfigError
+from audiossl.training.checkpoint import latest_checkpoint, load_checkpoint, load_pretrained_encoder
+from audiossl.training.logging import read_metrics
+
+PRESETS = ["cpc_tiny", "wav2vec2_tiny", "apc_tiny", "cola_tiny"]
+CLI = Path(sys.executable).with_name("audiossl-pretrain")
+
+
+def compose_pretrain(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="pretrain", overrides=list(overrides))
+
+
+def tiny_run_overrides(manifest_dir: Path, run_dir: Path, steps: int) -> list[str]:
+    """Point a preset at clips made on the fly and shrink it to a few single-threaded steps."""
+    return [
+        f"data.manifest_dir={manifest_dir}", "data.train_split=train", "data.valid_split=valid",
+        "data.min_sample_size=8000", "data.max_sample_size=16000", "data.max_batch_samples=48000",
+        f"run_dir={run_dir}", f"trainer.max_steps={steps}", "trainer.log_every=2", "trainer.save_every=2",
+        "trainer.validate_every=0", "trainer.device=cpu", "trainer.num_threads=1", "trainer.progress=false",
+        "trainer.tensorboard=false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_clips(tmp_path_factory.mktemp("clips"), count=18, seconds=(1.0, 1.4))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_tiny_presets_validate(preset):
+    setup = validate(compose_pretrain(f"+experiment={preset}"))
+    assert setup.objective.name == preset.removesuffix("_tiny")
+    assert setup.run_dir == f"runs/pretrain/{preset}"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optim.lr=fast", "optim.lr"),
+        ("optim.schedule=linear", "optim.schedule"),
+        ("trainer.device=tpu", "trainer.device"),
+        ("trainer.max_steps=0", "trainer.max_steps"),
+        ("encoder.context=mamba", "encoder.context"),
+        ("data.min_sample_size=999999999", "data.min_sample_size"),
+        ("objective.name=byol", "objective.name"),
+        ("objective.num_negatives=-3", "objective.num_negatives"),
+        ("+objective.negative_pool=batch", "objective.negative_pool"),
+        ("+optimizer.lr=1", "optimizer"),
+    ],
+)
+def test_invalid_keys_and_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=f"'{key}"):
+        validate(compose_pretrain(override))
+
+
+def test_missing_manifest_is_a_config_error_naming_the_file(tmp_path):
+    setup = validate(compose_pretrain(f"data.manifest_dir={tmp_path}", f"run_dir={tmp_path / 'run'}"))
+    with pytest.raises(ConfigError, match=f"{tmp_path}/train_clean.tsv"):
+        pretrain(setup)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_fails_before_compute_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [str(CLI), f"run_dir={run_dir}", "objective=apc", "objective.shift=zero"]
+    env = os.environ | {"TORCH_COMPILE_DISABLE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "objective.shift" in result.stderr and "Traceback" not in result.stderr
+    assert not run_dir.exists()
+
+
+def test_cli_trains_saves_config_and_resumes(tmp_path, clips):
+    run_dir = tmp_path / "run"
+    command = [str(CLI), "+experiment=cpc_tiny", *tiny_run_overrides(clips, run_dir, steps=2)]
+    env = os.environ | {"TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["objective"]["name"] == "cpc" and saved["trainer"]["max_steps"] == 2
+    assert saved["encoder"]["name"] == "cpc_gru_tiny" and saved["data"]["manifest_dir"] == str(clips)
+
+    second = subprocess.run([*command, "trainer.max_steps=4"], capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming from" in second.stdout and "at step 2" in second.stdout
+    assert [r["step"] for r in read_metrics(run_dir, "train")] == [2, 4]
+    assert load_checkpoint(latest_checkpoint(run_dir))["step"] == 4
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_objective_trains_through_the_trainer(preset, tmp_path, clips):
+    setup = validate(compose_pretrain(f"+experiment={preset}", *tiny_run_overrides(clips, tmp_path, steps=3)))
+    summary = pretrain(setup)
+    assert summary["step"] == 3 and summary["nonfinite_steps"] == 0
+    assert summary["valid"] and all(map(float.__instancecheck__, summary["valid"].values()))
+    encoder = load_pretrained_encoder(summary["last_checkpoint"])
+    assert type(encoder).__name__ == "Encoder" and encoder.config.name == setup.encoder.name
