@@ -1,0 +1,278 @@
+"""Downstream heads and tasks on small real waveforms with a tiny real encoder (seconds, CPU)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from audiossl.data.batch import AudioBatch
+from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, masked_mean, span_mask
+from audiossl.downstream.tasks import (
+    IGNORE,
+    CTCTask,
+    FramePhoneTask,
+    MaskingConfig,
+    SpeakerTask,
+    TaskConfig,
+    TaskOutputs,
+    align_targets,
+    build_task,
+    parse_alignment,
+    predict_all,
+    score,
+    speaker_holdout,
+)
+from audiossl.downstream.upstream import EncoderUpstream, UpstreamSpec
+from audiossl.downstream.vocab import Vocabulary
+from audiossl.models.encoder import EncoderConfig, build_encoder
+
+LETTERS = ["|", "A", "B", "E", "H", "L", "O"]
+
+
+def tiny_encoder_config() -> EncoderConfig:
+    """wav2vec 2.0 geometry (320x, 20 ms frames) at toy width: a real encoder that runs in milliseconds."""
+    return EncoderConfig(
+        name="test_tiny", conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 2, 2],
+                                       [16, 2, 2]],
+        conv_norm="layer_norm", model_dim=32, num_layers=2, num_heads=2, ffn_dim=64, pos_conv_kernel=8,
+        pos_conv_groups=4, layerdrop=0.0, dropout=0.1)
+
+
+def tiny_upstream(seed: int = 0) -> EncoderUpstream:
+    torch.manual_seed(seed)
+    config = tiny_encoder_config()
+    return EncoderUpstream(build_encoder(config), UpstreamSpec("encoder", "random"))
+
+
+@pytest.fixture(scope="module")
+def audio_batch(tmp_path_factory: pytest.TempPathFactory) -> AudioBatch:
+    """Two short FLAC clips (a chirp and a vowel-like tone mix) written and read back with soundfile."""
+    directory = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    clips = []
+    for index, seconds in enumerate((0.8, 0.6)):
+        t = np.arange(int(16_000 * seconds)) / 16_000
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 300 * index + 400 * t) * t) + 0.02 * rng.standard_normal(t.size)
+        path = directory / f"{index}.flac"
+        soundfile.write(path, wave.astype(np.float32), 16_000)
+        clips.append(torch.from_numpy(soundfile.read(path, dtype="float32")[0]))
+    lengths = torch.tensor([clip.numel() for clip in clips])
+    waveforms = torch.zeros(2, int(lengths.max()))
+    for row, clip in enumerate(clips):
+        waveforms[row, : clip.numel()] = clip
+    labels = {
+        "ltr": ["H E L L O | A B E |", "A B L E |"],
+        "wrd": ["HELLO ABE", "ABLE"],
+        "phn": ["HH AH L OW", "EY B AH L"],
+        "spk": ["11", "22"],
+        "align": ["HH:0.00:0.10 AH:0.10:0.30 L:0.30:0.50 OW:0.50:0.80", "EY:0.00:0.20 B:0.20:0.30 AH:0.30:0.45 L:0.45:0.60"],
+    }
+    return AudioBatch(waveforms, lengths, ["11-1-0000", "22-1-0001"], labels)
+
+
+def context_grads(task) -> list:
+    return [p.grad for name, p in task.encoder.named_parameters() if not name.startswith("feature_encoder.")]
+
+
+def feature_encoder_grads(task) -> list:
+    return [p.grad for p in task.encoder.feature_encoder.parameters()]
+
+
+def test_asr_ctc_forward_backward_trains_head_not_feature_encoder(audio_batch: AudioBatch) -> None:
+    task = CTCTask(TaskConfig(name="asr", mode="finetune", masking=MaskingConfig(0.1, 2, 0.2, 4)),
+                   tiny_upstream(), Vocabulary.from_symbols(LETTERS))
+    task.train()
+    output = task(audio_batch)
+    assert torch.isfinite(output.loss) and output.loss.item() > 0
+    output.loss.backward()
+    assert task.head.proj.weight.grad is not None and task.head.proj.weight.grad.abs().sum() > 0
+    assert all(grad is None for grad in feature_encoder_grads(task))
+    assert any(grad is not None and grad.abs().sum() > 0 for grad in context_grads(task))
+
+
+def test_context_frozen_until_n_updates_then_trained(audio_batch: AudioBatch) -> None:
+    task = CTCTask(TaskConfig(name="asr", mode="finetune", freeze_context_updates=2), tiny_upstream(),
+                   Vocabulary.from_symbols(LETTERS))
+    task.train()
+    for step in (1, 2):
+        task.zero_grad(set_to_none=True)
+        task(audio_batch).loss.backward()
+        assert all(grad is None for grad in context_grads(task)), f"context trained before update {step}"
+        assert not task.encoder.context.training, "a frozen context must not run dropout"
+        logged = task.on_update(step)
+    assert logged == {"context_trainable": 1.0}
+    assert task.encoder.context.training
+    task.zero_grad(set_to_none=True)
+    task(audio_batch).loss.backward()
+    assert any(grad is not None and grad.abs().sum() > 0 for grad in context_grads(task))
+    assert all(grad is None for grad in feature_encoder_grads(task))
+    assert task.on_update(3) == {}
+
+
+def test_parameter_groups_never_hold_the_feature_encoder(audio_batch: AudioBatch) -> None:
+    finetune = CTCTask(TaskConfig(name="asr", mode="finetune", freeze_context_updates=5), tiny_upstream(),
+                       Vocabulary.from_symbols(LETTERS))
+    grouped = {id(p) for group in finetune.parameter_groups(1e-3, 0.1, 0.01) for p in group["params"]}
+    assert not grouped & {id(p) for p in finetune.encoder.feature_encoder.parameters()}
+    assert {id(p) for p in finetune.encoder.context.parameters()} <= grouped
+    probe = CTCTask(TaskConfig(name="asr", mode="probe"), tiny_upstream(), Vocabulary.from_symbols(LETTERS))
+    grouped = {id(p) for group in probe.parameter_groups(1e-3, 0.1, 0.01) for p in group["params"]}
+    assert grouped == {id(p) for p in probe.head.parameters()}
+
+
+def test_weighted_sum_weights_are_learned_and_upstream_stays_frozen(audio_batch: AudioBatch) -> None:
+    task = CTCTask(TaskConfig(name="phoneme", mode="weighted", head="bilstm", head_hidden=16),
+                   tiny_upstream(), Vocabulary.from_symbols(["AH", "B", "EY", "HH", "L", "OW"]))
+    assert isinstance(task.reader, WeightedLayerSum) and task.reader.logits.numel() == 3
+    optimizer = torch.optim.SGD([p for group in task.parameter_groups(1.0, 1.0, 0.0) for p in group["params"]], lr=1.0)
+    task.train()
+    task(audio_batch).loss.backward()
+    assert task.reader.logits.grad is not None and task.reader.logits.grad.abs().sum() > 0
+    assert all(p.grad is None for p in task.encoder.parameters())
+    before = task.reader.layer_weights()
+    optimizer.step()
+    assert task.reader.layer_weights() != before
+    assert sum(task.reader.layer_weights()) == pytest.approx(1.0)
+
+
+def test_speaker_task_pools_and_classifies(audio_batch: AudioBatch) -> None:
+    task = SpeakerTask(TaskConfig(name="speaker", mode="probe"), tiny_upstream(), ["11", "22"])
+    task.train()
+    output = task(audio_batch)
+    output.loss.backward()
+    assert 0.0 <= output.metrics["acc"] <= 1.0
+    assert task.head.proj.weight.grad.abs().sum() > 0
+    predictions = predict_all(task, [audio_batch])["argmax"]
+    assert [p.reference for p in predictions] == ["11", "22"]
+    assert score("speaker", predictions)["total"] == 2
+
+
+def test_frame_phone_probe_uses_alignment_at_encoder_rate(audio_batch: AudioBatch) -> None:
+    phones = ["AH", "B", "EY", "HH", "L", "OW"]
+    task = FramePhoneTask(TaskConfig(name="phone_frames", mode="probe"), tiny_upstream(), phones)
+    assert task.encoder.frame_stride == 320
+    task.train()
+    output = task(audio_batch)
+    output.loss.backward()
+    assert torch.isfinite(output.loss)
+    logits, targets = task.frame_logits(audio_batch)
+    # 0.8 s at 20 ms frames with a 400-sample receptive field: floor((12800 - 400) / 320) + 1 = 39 frames.
+    assert (targets[0] != IGNORE).sum() == 39
+    assert targets[0, 0] == phones.index("HH") and targets[0, 4] == phones.index("HH")
+    assert targets[0, 5] == phones.index("AH")
+    accuracy = score("phone_frames", predict_all(task, [audio_batch])["argmax"])
+    assert accuracy["total"] == int((targets != IGNORE).sum())
+
+
+def test_align_targets_follow_the_frame_stride() -> None:
+    line = "SIL:0.00:0.10 B:0.10:0.30"
+    index = {"SIL": 0, "B": 1}
+    at_20ms = align_targets([line], ["u"], torch.tensor([20]), 320, 16_000, index)[0]
+    assert at_20ms[:5].tolist() == [0] * 5 and at_20ms[5:15].tolist() == [1] * 10
+    assert at_20ms[15:].tolist() == [IGNORE] * 5  # past the last segment: not scored
+    at_10ms = align_targets([line], ["u"], torch.tensor([30]), 160, 16_000, index)[0]
+    assert at_10ms[:10].tolist() == [0] * 10 and at_10ms[10:30].tolist() == [1] * 20
+
+
+def test_alignment_errors_name_the_utterance() -> None:
+    with pytest.raises(ValueError, match="utt-7"):
+        parse_alignment("AH:0.1", "utt-7")
+    with pytest.raises(ValueError, match="utt-8.*ZZ"):
+        align_targets(["ZZ:0.0:0.1"], ["utt-8"], torch.tensor([5]), 320, 16_000, {"AH": 0})
+
+
+def test_speaker_holdout_is_deterministic_disjoint_and_covers_speakers() -> None:
+    ids = [f"{spk}-1-{n:04d}" for spk in (1, 2, 3) for n in range(12)]
+    speakers = [utt.split("-")[0] for utt in ids]
+    train, dev, test = speaker_holdout(ids, speakers, 0.1)
+    assert not (set(train) & set(dev)) and not (set(train) & set(test)) and not (set(dev) & set(test))
+    assert sorted(train + dev + test) == list(range(len(ids)))
+    assert {speakers[i] for i in test} == {"1", "2", "3"} == {speakers[i] for i in train}
+    order = list(range(len(ids)))
+    random.Random(3).shuffle(order)
+    shuffled = speaker_holdout([ids[i] for i in order], [speakers[i] for i in order], 0.1)
+    assert sorted(ids[order[i]] for i in shuffled[2]) == sorted(ids[i] for i in test)
+
+
+def test_masker_masks_in_training_only() -> None:
+    features = torch.ones(4, 50, 32)
+    masker = FrameMasker(time_prob=0.1, time_span=5, channel_prob=0.1, channel_span=4)
+    masker.train()
+    torch.manual_seed(0)
+    masked = masker(features)
+    assert 0.1 < (masked == 0).float().mean() < 0.9
+    masker.eval()
+    assert torch.equal(masker(features), features)
+    spans = span_mask((1, 100), 0.05, 10, torch.Generator().manual_seed(1))
+    assert spans.sum() >= 10  # a started span covers its full length
+
+
+def test_masked_mean_ignores_padding() -> None:
+    features = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert masked_mean(features, torch.tensor([2])).item() == pytest.approx(2.0)
+
+
+def test_build_task_and_greedy_predictions_score_wer(audio_batch: AudioBatch) -> None:
+    task = build_task(TaskConfig(name="asr", mode="probe"), tiny_upstream(), TaskOutputs(LETTERS))
+    predictions = predict_all(task, [audio_batch])["greedy"]
+    assert [p.reference for p in predictions] == ["HELLO ABE", "ABLE"]
+    result = score("asr", predictions)
+    assert result["ref_words"] == 3 and result["wer"] >= 0
+
+
+def test_config_errors_name_the_key() -> None:
+    from audiossl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="task.mode"):
+        TaskConfig(mode="frozen").check()
+    with pytest.raises(ConfigError, match="task.head"):
+        TaskConfig(mode="probe", head="bilstm").check()
+
+
+def test_task_checkpoint_keys_are_the_pretraining_encoder_keys() -> None:
+    """A fine-tuned task's ``encoder.*`` entries load into a bare Encoder: fine-tuned models can seed new runs."""
+    from audiossl.training.checkpoint import encoder_state_dict
+
+    task = CTCTask(TaskConfig(name="asr"), tiny_upstream(), Vocabulary.from_symbols(LETTERS))
+    encoder = build_encoder(tiny_encoder_config())
+    encoder.load_state_dict(encoder_state_dict(task.state_dict()))  # strict: same keys, same shapes
+    assert torch.equal(encoder.feature_projection.weight, task.encoder.feature_projection.weight)
+
+
+@pytest.mark.parametrize("kind, dim", [("fbank", 80), ("mfcc", 39)])
+def test_front_end_baselines_stand_in_for_an_encoder(audio_batch: AudioBatch, kind: str, dim: int) -> None:
+    from audiossl.downstream.upstream import build_upstream, rebuild_upstream
+
+    upstream = build_upstream(kind, cmvn=False)
+    output = upstream(audio_batch.waveforms, audio_batch.lengths)
+    assert upstream.frame_stride == 160 and upstream.dim == dim and upstream.num_layers == 1
+    # 25 ms windows every 10 ms over 0.8 s and 0.6 s: 78 and 58 frames.
+    assert output.lengths.tolist() == [78, 58] and output.features.shape[-1] == dim
+    rebuilt = rebuild_upstream(upstream.spec)
+    assert torch.allclose(rebuilt(audio_batch.waveforms, audio_batch.lengths).features, output.features)
+    task = SpeakerTask(TaskConfig(name="speaker", mode="probe"), upstream, ["11", "22"])
+    task(audio_batch).loss.backward()
+    assert task.head.proj.weight.grad.abs().sum() > 0
+
+
+def test_unknown_init_is_a_clear_error() -> None:
+    from audiossl.downstream.upstream import build_upstream
+
+    with pytest.raises(FileNotFoundError, match="no/such.pt"):
+        build_upstream("no/such.pt")
+
+
+def test_freezing_state_comes_back_with_a_checkpoint(audio_batch: AudioBatch) -> None:
+    """A run resumed past ``freeze_context_updates`` trains the context network from its first batch."""
+    cfg = TaskConfig(name="asr", mode="finetune", freeze_context_updates=2)
+    trained = CTCTask(cfg, tiny_upstream(), Vocabulary.from_symbols(LETTERS))
+    trained.on_update(3)
+    resumed = CTCTask(cfg, tiny_upstream(seed=1), Vocabulary.from_symbols(LETTERS))
+    resumed.load_state_dict(trained.state_dict())
+    resumed.train()
+    resumed(audio_batch).loss.backward()
+    assert any(grad is not None for grad in context_grads(resumed))
