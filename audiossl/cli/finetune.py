@@ -25,7 +25,7 @@ from audiossl.data.manifest import Manifest, label_path, write_manifest
 from audiossl.data.pipeline import AudioPipeline, DataConfig
 from audiossl.downstream.tasks import (
     LABEL_KIND,
-    SELECT_METRIC,
+    DEV_METRICS,
     DownstreamTask,
     TaskConfig,
     TaskOutputs,
@@ -133,7 +133,7 @@ def eval_data_config(data: DataConfig, labels: list[str], batch_samples: int = E
 def dev_evaluator(task_name: str, data: DataConfig) -> Any:
     """The Trainer's ``evaluate`` hook: greedy decoding of the dev split, scored by ``metrics.py``."""
     pipeline = AudioPipeline(data, data.valid_split, train=False)
-    keys = {"asr": ("wer", "cer"), "phoneme": ("per",)}.get(task_name, ("accuracy",))
+    keys = DEV_METRICS[task_name]
 
     def evaluate(task: DownstreamTask) -> dict[str, float]:
         device = next(task.parameters()).device
@@ -141,7 +141,7 @@ def dev_evaluator(task_name: str, data: DataConfig) -> Any:
         result = {key: float(value) for key, value in score(task_name, predictions).items()}
         if task_name == "asr":
             result["wer_then_cer"] = result["wer"] + result["cer"] / 1000
-        return {key: result[key] for key in (*keys, "wer_then_cer") if key in result}
+        return {key: result[key] for key in keys}
 
     return evaluate
 
@@ -173,7 +173,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     train_labels = Manifest.load(train_tsv, labels=kinds[:1]).labels[kinds[0]]
     outputs = task_outputs(cfg.task.name, Path(data.manifest_dir), train_labels)
     task = build_task(cfg.task, upstream, outputs)
-    metric, higher = SELECT_METRIC[cfg.task.name]
+    metric, higher = cfg.task.selection()
     trainer = Trainer(
         task, train, cfg.trainer, cfg.optim, run_dir,
         evaluate=dev_evaluator(cfg.task.name, eval_data_config(data, kinds)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,10 @@ SELECT_METRIC = {"asr": ("wer_then_cer", False), "phoneme": ("per", False), "pho
 """Model selection metric on the dev split and whether higher is better. ``wer_then_cer`` is dev WER with
 CER as the tie-break (``wer + cer / 1000``): early in few-label training many checkpoints tie at 100 % WER
 while their CER still tells them apart."""
+DEV_METRICS = {"asr": ("wer", "cer", "wer_then_cer"), "phoneme": ("per",), "phone_frames": ("accuracy",),
+               "speaker": ("accuracy",)}
+"""What the dev evaluation reports per task; ``task.select_metric`` may name any of them. CER is the useful
+choice while WER is still at or above 100 % (tiny few-label runs), where WER cannot rank checkpoints."""
 IGNORE = -100
 
 
@@ -74,6 +78,7 @@ class TaskConfig:
     freeze_context_updates: int = 0
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     holdout_fraction: float = 0.1
+    select_metric: Optional[str] = None
 
     def check(self, key: str = "task") -> TaskConfig:
         check_choice(self.name, TASKS, f"{key}.name")
@@ -83,7 +88,15 @@ class TaskConfig:
             raise ConfigError(f"invalid config at '{key}.head': mode=probe means a linear head, got {self.head!r}")
         if not 0.0 < self.holdout_fraction <= 1 / 3:
             raise ConfigError(f"invalid config at '{key}.holdout_fraction': must be in (0, 1/3]")
+        if self.select_metric is not None:
+            check_choice(self.select_metric, DEV_METRICS[self.name], f"{key}.select_metric")
         return self
+
+    def selection(self) -> tuple[str, bool]:
+        """The dev metric that picks ``best.pt`` and whether higher is better (``select_metric`` or the default)."""
+        if self.select_metric is None:
+            return SELECT_METRIC[self.name]
+        return self.select_metric, self.select_metric == "accuracy"
 
 
 class DownstreamTask(Objective):

@@ -1,0 +1,49 @@
+"""The package's one-way flow: a module may import only its own layer and the layers before it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import audiossl
+
+LAYERS = ["config", "audio", "data", "models", "objectives", "training", "downstream", "reports", "cli"]
+PACKAGE = Path(audiossl.__file__).parent
+
+
+def _layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "audiossl" or len(parts) < 2:
+        return None
+    return parts[1] if parts[1] in LAYERS else None
+
+
+def _imported_modules(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return names
+
+
+def test_no_module_imports_a_later_layer() -> None:
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        own = relative.parts[0].removesuffix(".py") if relative.parts else ""
+        if own not in LAYERS:
+            continue
+        for module in _imported_modules(path):
+            target = _layer_of(module)
+            if target is not None and LAYERS.index(target) > LAYERS.index(own):
+                violations.append(f"{relative}: imports {module} ({own} -> {target})")
+    assert not violations, "layering violated:\n" + "\n".join(violations)
+
+
+def test_the_check_sees_imports() -> None:
+    """Guard against a vacuous pass: the objectives really do import models, and models never objectives."""
+    imports = _imported_modules(PACKAGE / "objectives" / "wav2vec2.py")
+    assert any(_layer_of(m) == "models" for m in imports)
