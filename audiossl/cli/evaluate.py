@@ -44,8 +44,8 @@ class LMConfig:
     order: int = 3
     beam_size: int = 50
     beam_threshold: float = 25.0
-    lm_weight: float = 0.5
-    word_score: float = 2.0
+    lm_weight: float = 2.0
+    word_score: float = 1.0
 
 
 @dataclass
