@@ -19,13 +19,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "encoder"
 SR = 16_000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def harmonic_chirps(lengths: list[int], tmp_path: Path) -> torch.Tensor:

@@ -36,13 +36,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 def sweeps(count: int, seconds: float, tmp_path: Path, seed: int = 0, narrow: bool = False) -> AudioBatch:
