@@ -2,7 +2,7 @@
 
 One epoch is one fairseq2 pipeline::
 
-    manifest rows (read once with read_text) -> shuffle(seed + epoch) -> bucket_by_length(total samples)
+    manifest rows (read once by Manifest.load) -> shuffle(seed + epoch) -> bucket_by_length(total samples)
     -> shuffle batches -> shard(rank, world_size) -> skip(resume position)
     -> map(decode + crop/pad + collate, native threads) -> prefetch
 
@@ -44,6 +44,7 @@ from torch import Tensor
 from audiossl.audio.io import FAULTS, AudioPolicy, read_audio
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
+from audiossl.data.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -210,46 +211,16 @@ class ManifestTable:
         return os.path.join(self.root, self.ids[row])
 
 
-def read_lines(path: str) -> list[str]:
-    """All lines of a text file through fairseq2's native reader (memory-mapped, any line ending)."""
-    from fairseq2.data.text import read_text  # noqa: PLC0415 (fairseq2 loads only where data is read)
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"manifest file not found: {path}")
-    return list(read_text(path, rtrim=True, memory_map=True).and_return())
-
-
-def _parse_row(line: str, tsv_path: str, line_number: int) -> tuple[str, int]:
-    relpath, _, size = line.partition("\t")
-    if not relpath or not size.strip().isdigit():
-        raise ValueError(f"{tsv_path}:{line_number}: expected 'relpath<TAB>num_samples', got {line!r}")
-    return relpath, int(size)
-
-
 def load_manifest(manifest_dir: str, split: str, label_kinds: Sequence[str]) -> ManifestTable:
-    """Read ``{split}.tsv`` and ``{split}.{kind}`` for every kind; label files must match row for row.
+    """Read ``{split}.tsv`` and ``{split}.{kind}`` for every kind through ``Manifest.load``, as columns.
 
-    A label file with another line count was written for another manifest: zipping it anyway would
-    train on the wrong transcripts, so it is an error naming the file and both counts.
+    ``Manifest.load`` owns the checks (root line, row format, one label line per row, each error naming
+    the file and line); a ``ManifestError`` is a ``ValueError``.
     """
     tsv_path = os.path.join(manifest_dir, f"{split}.tsv")
-    lines = read_lines(tsv_path)
-    if not lines:
-        raise ValueError(f"{tsv_path}: empty manifest (line 1 must be the root directory)")
-    root = lines[0].strip()
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"{tsv_path}:1: root directory {root!r} does not exist (edit line 1 or regenerate)")
-    rows = [_parse_row(line, tsv_path, number) for number, line in enumerate(lines[1:], start=2)]
-    labels = {}
-    for kind in label_kinds:
-        label_path = os.path.join(manifest_dir, f"{split}.{kind}")
-        labels[kind] = read_lines(label_path)
-        if len(labels[kind]) != len(rows):
-            raise ValueError(
-                f"{label_path} has {len(labels[kind])} lines but {tsv_path} has {len(rows)} rows; "
-                "label files need one line per manifest row"
-            )
-    return ManifestTable(tsv_path, root, [r[0] for r in rows], [r[1] for r in rows], labels)
+    manifest = Manifest.load(tsv_path, labels=label_kinds)
+    return ManifestTable(tsv_path, str(manifest.root), [row.relpath for row in manifest.rows],
+                         [row.num_samples for row in manifest.rows], manifest.labels)
 
 
 # ---------------------------------------------------------------------------------------------- batches
