@@ -45,8 +45,3 @@ class AudioBatch:
             waveforms=self.waveforms.to(device, non_blocking=non_blocking),
             lengths=self.lengths.to(device, non_blocking=non_blocking),
         )
-
-    def padding_mask(self) -> Tensor:
-        """``(batch, samples)`` bool, True on real samples."""
-        positions = torch.arange(self.waveforms.shape[1], device=self.waveforms.device)
-        return positions[None, :] < self.lengths[:, None]
