@@ -165,7 +165,7 @@ def evaluate_split(run: LoadedRun, split: str, cfg: EvaluateConfig, notes: list[
     decoders = decoders_for(run, cfg, manifest_dir)
     batches = tqdm(pipeline, total=len(pipeline), desc=f"{run.name} {split}", unit="batch", leave=False)
     predicted = predict_all(run.task, batches, decoders)
-    expected = len(Manifest.load(manifest_dir / f"{split}.tsv"))
+    expected = pipeline.num_rows
     scored = len(next(iter(predicted.values()), []))
     if scored != expected:
         notes.append(f"{run.name} / {split}: {expected - scored} of {expected} utterances could not be read and are "

@@ -306,6 +306,11 @@ class AudioPipeline:
     def __len__(self) -> int:
         return self.num_batches()
 
+    @property
+    def num_rows(self) -> int:
+        """Rows of the manifest split, before any file is skipped (what a full evaluation should score)."""
+        return len(self._table)
+
     def num_batches(self, epoch: int | None = None) -> int:
         """Batches this rank yields in ``epoch`` (equal on every rank when training).
 
@@ -327,13 +332,13 @@ class AudioPipeline:
             "position": self._position,
             "seed": self.cfg.seed,
             "world_size": self.world_size,
-            "num_rows": len(self._table),
+            "num_rows": self.num_rows,
             "faults": self._faults.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``; a different seed, world size or manifest cannot replay the same batches."""
-        for key, mine in (("seed", self.cfg.seed), ("world_size", self.world_size), ("num_rows", len(self._table))):
+        for key, mine in (("seed", self.cfg.seed), ("world_size", self.world_size), ("num_rows", self.num_rows)):
             if state[key] != mine:
                 log.warning("resuming data state saved with %s=%s, now %s: batches will differ", key, state[key], mine)
         self.epoch, self._position = int(state["epoch"]), int(state["position"])
