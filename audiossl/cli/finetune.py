@@ -169,9 +169,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     data = replace(data, labels=kinds)
     train = AudioPipeline(data, data.train_split, train=True)
     upstream = make_upstream(cfg)
-    train_tsv = Path(data.manifest_dir) / f"{data.train_split}.tsv"
-    train_labels = Manifest.load(train_tsv, labels=kinds[:1]).labels[kinds[0]]
-    outputs = task_outputs(cfg.task.name, Path(data.manifest_dir), train_labels)
+    outputs = task_outputs(cfg.task.name, Path(data.manifest_dir), train.manifest.labels[kinds[0]])
     task = build_task(cfg.task, upstream, outputs)
     metric, higher = cfg.task.selection()
     trainer = Trainer(

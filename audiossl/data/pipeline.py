@@ -307,6 +307,11 @@ class AudioPipeline:
         return self.num_batches()
 
     @property
+    def manifest(self) -> ManifestTable:
+        """The split as read: paths, sample counts and the label lines of ``cfg.labels``."""
+        return self._table
+
+    @property
     def num_rows(self) -> int:
         """Rows of the manifest split, before any file is skipped (what a full evaluation should score)."""
         return len(self._table)
