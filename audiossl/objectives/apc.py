@@ -18,10 +18,10 @@ from torch import nn
 from typing_extensions import override
 
 from audiossl.audio.features import LogMel, frame_mask
-from audiossl.config import ConfigError, check_positive
+from audiossl.config import check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
-from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective, require_causal
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ class APC(Objective):
     def __init__(self, config: APCConfig, encoder: Encoder) -> None:
         super().__init__()
         self.config = config.validate()
-        if not encoder.is_causal:
-            raise ConfigError("invalid config at 'encoder.context': APC predicts the future, so the context "
-                              "network must be causal (gru, lstm, or a transformer with causal=true)")
+        require_causal(encoder, "APC")
         self.encoder = encoder
         hop, window = encoder.downsample, round(config.sample_rate * config.win_ms / 1000)
         self.target_features = LogMel(config.sample_rate, config.n_mels, window, hop, cmvn=config.cmvn)

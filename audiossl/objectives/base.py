@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
+from audiossl.config import ConfigError
 from audiossl.data.batch import AudioBatch
 
 
@@ -53,6 +54,13 @@ class Objective(nn.Module, abc.ABC):
     def warnings(self, metrics: dict[str, float]) -> list[str]:
         """Human advice when logged metrics look pathological (e.g. wav2vec 2.0 codebook collapse)."""
         return []
+
+
+def require_causal(encoder: nn.Module, objective: str) -> None:
+    """Objectives that predict the future (CPC, APC) are trivial if frame ``t`` has already seen ``t + k``."""
+    if not getattr(encoder, "is_causal", False):
+        raise ConfigError(f"invalid config at 'encoder.context': {objective} predicts the future, so the context "
+                          "network must be causal (gru, lstm, or a transformer with causal=true)")
 
 
 ObjectiveFactory = Callable[[Any, nn.Module], Objective]

@@ -23,11 +23,11 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from audiossl.audio.features import frame_mask
-from audiossl.config import ConfigError, check_choice, check_positive
+from audiossl.config import check_choice, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
 from audiossl.objectives._contrastive import info_nce, positive_wins
-from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective, require_causal
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ class CPC(Objective):
     def __init__(self, config: CPCConfig, encoder: Encoder) -> None:
         super().__init__()
         self.config = config.validate()
-        if not encoder.is_causal:
-            raise ConfigError("invalid config at 'encoder.context': CPC predicts the future, so the context "
-                              "network must be causal (gru, lstm, or a transformer with causal=true)")
+        require_causal(encoder, "CPC")
         self.encoder = encoder
         self.channels = encoder.feature_encoder.output_dim
         self.predictors = nn.Linear(encoder.output_dim, config.prediction_steps * self.channels)
