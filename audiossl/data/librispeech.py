@@ -32,6 +32,7 @@ from audiossl.data.manifest import (
     ManifestRow,
     Reject,
     count_symbols,
+    parse_alignment,
     probe_many,
     write_dict,
     write_manifest,
@@ -206,22 +207,22 @@ def read_alignments(path: Path, speaker: str, chapter: str) -> dict[str, str]:
     """``{utt-id: 'PHONE:START:END ...'}`` from an ``.align.txt``; bad tokens raise with ``file:line``."""
     alignments = {}
     for utt_id, tokens, number in chapter_lines(path, speaker, chapter):
-        for token in tokens.split() or [""]:
-            _check_alignment_token(token, f"{path}:{number}")
+        where = f"{path}:{number}"
+        segments = parse_alignment(tokens, where)
+        if not segments:
+            raise ManifestError(f"{where}: expected PHONE:START:END tokens (seconds), got none")
+        for segment in segments:
+            _check_segment(segment, where)
         alignments[utt_id] = tokens
     return alignments
 
 
-def _check_alignment_token(token: str, where: str) -> None:
-    phone, *times = token.split(":")
-    try:
-        start, end = (float(value) for value in times)
-    except ValueError:
-        raise ManifestError(f"{where}: expected PHONE:START:END tokens (seconds), got {token!r}") from None
+def _check_segment(segment: tuple[str, float, float], where: str) -> None:
+    phone, start, end = segment
     if phone not in ARPABET_39 and phone != SILENCE:
         raise ManifestError(f"{where}: {phone!r} is not an ARPAbet-39 phone (no stress digits) or {SILENCE}")
     if not 0.0 <= start <= end:
-        raise ManifestError(f"{where}: alignment token {token!r} needs 0 <= START <= END")
+        raise ManifestError(f"{where}: alignment segment {phone}:{start}:{end} needs 0 <= START <= END")
 
 
 def alignment_phones(alignment: str) -> str:

@@ -128,6 +128,23 @@ def read_label_file(path: Path, expected_lines: int, tsv_path: Path) -> list[str
     return lines
 
 
+def parse_alignment(tokens: str, where: str) -> list[tuple[str, float, float]]:
+    """An ``.align`` line, ``"AH:0.10:0.18 B:0.18:0.25"`` -> ``[("AH", 0.1, 0.18), ("B", 0.18, 0.25)]``.
+
+    The one reader of the alignment label format (corpus ``.align.txt`` files, manifest ``.align`` files,
+    the frame phone probe); a malformed token raises ``ManifestError`` naming ``where``.
+    """
+    segments = []
+    for token in tokens.split():
+        phone, *times = token.split(":")
+        try:
+            start, end = (float(value) for value in times)
+        except ValueError:
+            raise ManifestError(f"{where}: alignment token {token!r} is not PHONE:START:END (seconds)") from None
+        segments.append((phone, start, end))
+    return segments
+
+
 def write_manifest(
     out_dir: str | Path,
     split: str,

@@ -19,6 +19,7 @@ from typing_extensions import override
 
 from audiossl.config import ConfigError, check_choice
 from audiossl.data.batch import AudioBatch
+from audiossl.data.manifest import parse_alignment
 from audiossl.downstream.heads import (
     FrameMasker,
     LastLayer,
@@ -262,19 +263,6 @@ def align_targets(lines: list[str], ids: list[str], frames: Tensor, stride: int,
             inside = (centres >= start) & (centres < end)
             targets[row, : len(centres)][inside] = index[phone]
     return targets
-
-
-def parse_alignment(line: str, where: str) -> list[tuple[str, float, float]]:
-    """``"AH:0.10:0.18 B:0.18:0.25"`` -> ``[("AH", 0.1, 0.18), ...]``; a bad token names the utterance."""
-    segments = []
-    for token in line.split():
-        parts = token.rsplit(":", 2)
-        try:
-            phone, start, end = parts[0], float(parts[1]), float(parts[2])
-        except (IndexError, ValueError):
-            raise ValueError(f"{where}: alignment token {token!r} is not PHONE:START:END") from None
-        segments.append((phone, start, end))
-    return segments
 
 
 class SpeakerTask(DownstreamTask):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from audiossl.data.manifest import parse_alignment
 from audiossl.data.synth.speakers import Speaker
 
 SAMPLE_RATE = 16_000
@@ -67,12 +68,6 @@ def write_speakers_txt(path: Path, speakers: list[Speaker], minutes: dict[int, f
 
 
 def parse_alignment_line(line: str) -> tuple[str, list[tuple[str, float, float]]]:
-    """Inverse of ``alignment_line``; raises ValueError naming the bad token."""
-    utt_id, *tokens = line.split()
-    phones = []
-    for token in tokens:
-        parts = token.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"bad alignment token {token!r} in utterance {utt_id}")
-        phones.append((parts[0], float(parts[1]), float(parts[2])))
-    return utt_id, phones
+    """Inverse of ``alignment_line``; raises ValueError naming the bad token and the utterance."""
+    utt_id, _, tokens = line.strip().partition(" ")
+    return utt_id, parse_alignment(tokens, f"utterance {utt_id}")
