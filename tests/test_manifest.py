@@ -362,3 +362,17 @@ def test_cli_prints_table_and_fails_cleanly(corpus: Path, tmp_path: Path) -> Non
     assert (tmp_path / "out" / "train_2s.ltr").is_file()
     failed = run_cli(f"corpus_dir={tmp_path / 'nowhere'}", f"out_dir={tmp_path / 'out'}")
     assert failed.returncode == 2 and f"{tmp_path / 'nowhere'} does not exist" in failed.stderr
+
+
+def test_a_header_without_a_length_never_becomes_an_impossible_row(tmp_path: Path) -> None:
+    """libsndfile reports 2**63 - 1 frames for a FLAC whose STREAMINFO leaves the total open; the row must not."""
+    from audiossl.data.manifest import probe_audio
+
+    soundfile.write(tmp_path / "whole.flac", np.random.default_rng(0).uniform(-0.3, 0.3, 8000).astype(np.float32), RATE)
+    data = bytearray((tmp_path / "whole.flac").read_bytes())
+    data[21] &= 0xF0  # STREAMINFO total samples (36 bits from the low nibble of byte 21): 0 = unknown
+    data[22:26] = bytes(4)
+    (tmp_path / "header_only.flac").write_bytes(bytes(data[:42]))  # "fLaC" + STREAMINFO, no audio frames
+    assert soundfile.info(str(tmp_path / "header_only.flac")).frames == 2**63 - 1
+    reason = probe_audio(tmp_path / "header_only.flac")
+    assert isinstance(reason, str) and reason.startswith("unknown length")

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile
-from tqdm import tqdm
+
+from audiossl.progress import progress_bar
 
 
 class ManifestError(ValueError):
@@ -228,14 +229,32 @@ def probe_audio(path: Path) -> AudioInfo | str:
         info = soundfile.info(str(path))
     except Exception as error:  # libsndfile raises several types for corrupt files; all mean "unreadable"
         return f"unreadable: {' '.join(str(error).split())}"
-    if info.frames <= 0:
-        return "empty (0 frames)"
-    return AudioInfo(frames=info.frames, sample_rate=info.samplerate, channels=info.channels)
+    frames = info.frames
+    if frames >= UNKNOWN_LENGTH:  # the header does not say (a streamed FLAC, or a header with no audio)
+        frames = _decoded_frames(path)
+        if isinstance(frames, str):
+            return frames
+    if frames <= 0:
+        return "empty (0 frames)" if info.frames <= 0 else "no audio after the header (length unknown, 0 frames decode)"
+    return AudioInfo(frames=frames, sample_rate=info.samplerate, channels=info.channels)
+
+
+UNKNOWN_LENGTH = 2**62
+"""libsndfile reports 2**63 - 1 frames when a header leaves the length open; a manifest needs the true count."""
+
+
+def _decoded_frames(path: Path) -> int | str:
+    """Count frames by decoding, block by block (files whose header gives no length)."""
+    try:
+        with soundfile.SoundFile(str(path)) as handle:
+            return sum(len(block) for block in handle.blocks(blocksize=65536))
+    except Exception as error:  # as in probe_audio: any libsndfile failure means unreadable
+        return f"unknown length (the header claims {UNKNOWN_LENGTH}+ frames) and decoding fails: {' '.join(str(error).split())}"
 
 
 def probe_many(paths: Sequence[Path], workers: int = 2, desc: str = "probe audio") -> list[AudioInfo | str]:
     """``probe_audio`` over many files in a thread pool (libsndfile releases the GIL; I/O bound on big corpora)."""
-    progress = tqdm(total=len(paths), desc=desc, unit="file", disable=len(paths) < 1000, leave=False)
+    progress = progress_bar(total=len(paths), desc=desc, unit="file", disable=len(paths) < 1000, leave=False)
     with progress, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = []
         for result in pool.map(probe_audio, paths):

@@ -1,4 +1,4 @@
-"""What a run tells the person watching it: a tqdm bar, TensorBoard scalars and a JSONL record per log step.
+"""What a run tells the person watching it: a progress bar (plain lines when not on a terminal), TensorBoard scalars and a JSONL record per log step.
 
 ``metrics.jsonl`` is the machine-readable log (one object per line, ``split`` = ``train`` or ``valid``)
 that reports and plots read; TensorBoard (``run_dir/tb``) is for looking at curves while training.
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from audiossl.progress import progress_bar, write_line
 
 from audiossl.training.checkpoint import atomic_write_text
 
@@ -38,7 +38,7 @@ class RunLogger:
         self.enabled = enabled
         self.run_dir = Path(run_dir)
         self._seen_warnings: set[str] = set()
-        self._bar = tqdm(
+        self._bar = progress_bar(
             total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, disable=not (enabled and progress)
         )
         self._writer = None
@@ -74,7 +74,7 @@ class RunLogger:
     def message(self, text: str) -> None:
         """Print without tearing the progress bar."""
         if self.enabled:
-            tqdm.write(text)
+            write_line(text)
 
     def warn_once(self, warnings: list[str]) -> None:
         """Objectives repeat a warning while the condition lasts; the reader needs it once.

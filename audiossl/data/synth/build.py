@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from audiossl.audio.corrupt import NOISE_KINDS, CorruptionConfig, corrupt, mix_talkers
 from audiossl.audio.espeak import SAMPLE_RATE, SynthesisResult, synthesize
@@ -34,6 +33,7 @@ from audiossl.data.synth.layout import (
     write_speakers_txt,
 )
 from audiossl.data.synth.speakers import Speaker, draw_speakers, jittered_voice, usable_accents, usable_variants
+from audiossl.progress import progress_bar
 
 SPLITS = ("train-clean", "dev-clean", "dev-other", "test-clean", "test-other")
 FORMAT_VERSION = 1  # bump when a code change alters the bytes, so old corpora get rebuilt
@@ -184,7 +184,7 @@ def _run_tasks(tasks: list[ChapterTask], cfg: SynthConfig) -> list[ChapterResult
     total = sum(t.budget_s for t in tasks)
     results = []
     pool = ProcessPoolExecutor(cfg.workers, context, _init_worker, init_args, max_tasks_per_child=1)
-    with pool, tqdm(total=round(total), unit="s", desc="synth audio", dynamic_ncols=True) as bar:
+    with pool, progress_bar(total=round(total), unit="s", desc="synth audio", dynamic_ncols=True) as bar:
         for future in as_completed([pool.submit(_synthesize_chapter, task) for task in tasks]):
             result = future.result()
             results.append(result)
