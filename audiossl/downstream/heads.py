@@ -128,7 +128,9 @@ class FrameMasker(nn.Module):
     wav2vec 2.0 fine-tuning masks both (fairseq ``mask_prob`` x 10 frames, ``mask_channel_prob`` 0.25-0.5 x
     64 channels): with 10 minutes of labels it is the main regulariser against memorising the transcripts.
     ``*_prob`` follows fairseq's convention, the share of positions to mask: spans start with probability
-    ``prob / span``, so overlaps make the covered share somewhat smaller. Masked values are set to zero.
+    ``prob / span``, so overlaps make the covered share somewhat smaller. Masked channels are set to zero;
+    masked frames take ``mask_embedding`` when one is given (inside a pretrained encoder: the embedding
+    pretraining learnt, as fairseq fine-tunes) and zero otherwise.
     """
 
     def __init__(self, time_prob: float, time_span: int, channel_prob: float, channel_span: int) -> None:
@@ -136,15 +138,16 @@ class FrameMasker(nn.Module):
         self.time_prob, self.time_span = time_prob, time_span
         self.channel_prob, self.channel_span = channel_prob, channel_span
 
-    def forward(self, features: Tensor) -> Tensor:
+    def forward(self, features: Tensor, mask_embedding: Tensor | None = None) -> Tensor:
         if not self.training or (self.time_prob <= 0 and self.channel_prob <= 0):
             return features
         batch, frames, dim = features.shape
-        keep = torch.ones(batch, frames, dim, dtype=torch.bool, device=features.device)
-        if self.time_prob > 0:
+        if self.time_prob > 0:  # time first, then channels (fairseq's order: channel masks cover the embedding too)
             starts = self.time_prob / self.time_span
-            keep &= ~span_mask((batch, frames), starts, self.time_span).to(features.device)[..., None]
+            masked = span_mask((batch, frames), starts, self.time_span).to(features.device)[..., None]
+            fill = mask_embedding.to(features.dtype) if mask_embedding is not None else features.new_zeros(())
+            features = torch.where(masked, fill, features)
         if self.channel_prob > 0:
             starts = self.channel_prob / self.channel_span
-            keep &= ~span_mask((batch, dim), starts, self.channel_span).to(features.device)[:, None, :]
-        return features * keep
+            features = features * ~span_mask((batch, dim), starts, self.channel_span).to(features.device)[:, None, :]
+        return features

@@ -105,6 +105,9 @@ class Encoder(nn.Module):
         self.feature_norm = nn.LayerNorm(self.feature_encoder.output_dim)
         self.feature_projection = nn.Linear(self.feature_encoder.output_dim, config.model_dim)
         self.feature_dropout = nn.Dropout(config.feature_dropout)
+        # Stands in for masked frames (wav2vec 2.0 and HuBERT pretraining, fine-tuning's time masks); it is part
+        # of the encoder so fine-tuning masks with the embedding pretraining learnt, as fairseq does.
+        self.mask_embedding = nn.Parameter(torch.empty(config.model_dim).uniform_())
         self.context = _build_context(config)
         self.downsample = self.feature_encoder.downsample
         self.output_dim = config.model_dim
@@ -124,6 +127,10 @@ class Encoder(nn.Module):
     def project(self, z: Tensor) -> Tensor:
         """LayerNorm + linear to ``model_dim`` + dropout: the input of the context network."""
         return self.feature_dropout(self.feature_projection(self.feature_norm(z)))
+
+    def mask(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Replace the frames where ``mask`` ``(batch, frames)`` is True by the learned mask embedding."""
+        return torch.where(mask.unsqueeze(-1), self.mask_embedding.to(x.dtype), x)
 
     def contextualize(self, x: Tensor, frame_lengths: Tensor, z: Tensor | None = None) -> EncoderOutput:
         """Run the context network; ``z`` (if given) is passed through as ``local_features``."""

@@ -1,14 +1,13 @@
 """wav2vec 2.0 (Baevski et al. 2020): identify the quantised latent of each masked frame among distractors.
 
-Pipeline per batch: conv latents ``z`` -> projection -> span masking (fairseq2's ``StandardWav2Vec2Masker``)
--> context network -> final projection at masked frames; targets are Gumbel-quantised ``LayerNorm(z)`` at the
-same frames; distractors are other masked frames of the same utterance. Loss = contrastive
+Pipeline per batch: conv latents ``z`` -> projection -> span masking (``SpanMasking``, filled with the
+encoder's mask embedding) -> context network -> final projection at masked frames; targets are
+Gumbel-quantised ``LayerNorm(z)`` at the same frames; distractors are other masked frames of the same utterance. Loss = contrastive
 + ``diversity_weight`` * codebook diversity + ``feature_penalty_weight`` * mean squared ``z``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import final
@@ -23,9 +22,8 @@ from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
 from audiossl.objectives._contrastive import info_nce, sample_excluding_self
+from audiossl.objectives._masking import SpanMasking
 from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,12 +50,9 @@ class Wav2Vec2Config:
     collapse_check_after: int = 100  # updates before collapse warnings (everything looks collapsed at step 0)
 
     def validate(self) -> Wav2Vec2Config:
-        check_positive(self.mask_prob, "objective.mask_prob")
-        check_positive(self.min_mask_spans, "objective.min_mask_spans")
+        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).check()
         check_positive(self.num_negatives, "objective.num_negatives")
         check_positive(self.logit_temperature, "objective.logit_temperature")
-        if self.mask_span < 1:
-            raise ConfigError(f"invalid config at 'objective.mask_span': must be >= 1, got {self.mask_span}")
         if self.codevector_dim % self.num_codebooks:
             raise ConfigError(f"invalid config at 'objective.codevector_dim': {self.codevector_dim} is not a "
                               f"multiple of num_codebooks={self.num_codebooks}")
@@ -115,15 +110,9 @@ class Wav2Vec2(Objective):
 
     def __init__(self, config: Wav2Vec2Config, encoder: Encoder) -> None:
         super().__init__()
-        from fairseq2.models.wav2vec2.masker import StandardWav2Vec2Masker
-
         self.config = config.validate()
         self.encoder = encoder
-        # fairseq2's masker takes fairseq's "mask_prob" (= p * span, the expected masked share before overlap).
-        self.masker = StandardWav2Vec2Masker(
-            encoder.output_dim, temporal_span_len=config.mask_span,
-            max_temporal_mask_prob=config.mask_prob * config.mask_span,
-            min_num_temporal_mask_spans=config.min_mask_spans)
+        self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans)
         channels = encoder.feature_encoder.output_dim
         self.quantizer = GumbelQuantizer(channels, config.num_codebooks, config.codebook_entries,
                                          config.codevector_dim)
@@ -143,26 +132,8 @@ class Wav2Vec2(Objective):
         self.num_updates.fill_(step)
         return {"temp": self.temperature}
 
-    def maskable(self, frames: Tensor) -> Tensor:
-        """Items long enough for ``min_mask_spans`` spans, with fairseq2's masker's own arithmetic."""
-        span, max_prob = self.masker.temporal_span_len, self.masker.max_temporal_mask_prob
-        num_spans = (max_prob / span * (frames - 1)).to(torch.int64)
-        return (frames > span) & (num_spans >= self.masker.min_num_temporal_mask_spans)
-
-    def _keep_maskable(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
-        """Drop items too short to mask (the masker would raise); fail clearly if none is left."""
-        keep = self.maskable(self.encoder.feature_encoder.frame_lengths(batch.lengths))
-        if bool(keep.all()):
-            return batch.waveforms, batch.lengths
-        if not bool(keep.any()):
-            frames = math.ceil(self.config.min_mask_spans / self.config.mask_prob) + 1
-            raise ValueError(f"wav2vec2: every clip in batch {batch.ids[:3]}... is too short to mask "
-                             f"{self.config.min_mask_spans} spans; clips need about {frames} frames "
-                             f"({frames * self.encoder.downsample} samples): raise the data's minimum length")
-        log.warning("wav2vec2: dropped %d clip(s) too short to mask", int((~keep).sum()))
-        return batch.waveforms[keep], batch.lengths[keep]
-
-    def _logits(self, predictions: Tensor, targets: Tensor, codes: Tensor) -> Tensor:
+    def _logits(self, predictions: Tensor, targets: Tensor, codes: Tensor,
+                index: Tensor | None = None) -> Tensor:
         """``(B, M, 1 + K)`` cosine / temperature: the own target first, then K same-utterance distractors.
 
         Similarities are computed once for all masked-frame pairs (``B x M x M``) and distractors gathered
@@ -172,27 +143,31 @@ class Wav2Vec2(Objective):
         batch_size, masked, _ = predictions.shape
         similarity = torch.bmm(F.normalize(predictions, dim=-1), F.normalize(targets, dim=-1).transpose(1, 2))
         similarity = similarity / self.config.logit_temperature
-        index = sample_excluding_self(batch_size, masked, self.config.num_negatives, predictions.device)
+        if index is None:
+            index = sample_excluding_self(batch_size, masked, self.config.num_negatives, predictions.device)
         same_code = (codes[:, :, None, :] == codes[:, None, :, :]).all(-1).gather(2, index)
         distractors = similarity.gather(2, index).masked_fill(same_code, float("-inf"))
         return torch.cat([similarity.diagonal(dim1=1, dim2=2).unsqueeze(-1), distractors], dim=-1)
 
     @override
-    def forward(self, batch: AudioBatch) -> ObjectiveOutput:
-        from fairseq2.nn import BatchLayout
-
-        waveforms, lengths = self._keep_maskable(batch)
+    def forward(self, batch: AudioBatch, mask: Tensor | None = None,
+                negatives: Tensor | None = None) -> ObjectiveOutput:
+        """``mask`` (``(batch, frames)`` bool, as many per row) and ``negatives`` (``(batch, masked, K)`` indices
+        into each row's masked frames, never a frame's own) replace the random draws: a seam for tests that
+        give another implementation the same draws. Training passes neither."""
+        keep = self.masking.keep_maskable(batch, self.encoder, "wav2vec2")
         encoder, config = self.encoder, self.config
-        z, frames = encoder.extract(waveforms, lengths)
+        z, frames = encoder.extract(batch.waveforms[keep], batch.lengths[keep])
         valid = frame_mask(frames, z.shape[1])
         penalty = z.float().pow(2).mean(-1)[valid].mean()
-        x, mask = self.masker(encoder.project(z), BatchLayout.of(z, frames.tolist()))
-        output = encoder.contextualize(x, frames, z)
+        mask = self.masking.draw(frames, z.shape[1]) if mask is None else mask
+        output = encoder.contextualize(encoder.mask(encoder.project(z), mask), frames, z)
         batch_size = z.shape[0]
         quantized = self.quantizer(self.target_dropout(encoder.feature_norm(z[mask])), self.temperature)
         targets = self.target_projection(quantized.vectors).view(batch_size, -1, config.final_dim)
         predictions = self.final_projection(output.features[mask]).view(batch_size, -1, config.final_dim)
-        logits = self._logits(predictions, targets, quantized.codes.view(batch_size, -1, config.num_codebooks))
+        codes = quantized.codes.view(batch_size, -1, config.num_codebooks)
+        logits = self._logits(predictions, targets, codes, negatives)
         contrastive, accuracy = info_nce(logits.float())
         total_entries = config.num_codebooks * config.codebook_entries
         diversity = (total_entries - quantized.prob_perplexity) / total_entries

@@ -168,7 +168,11 @@ def load_pretrained_encoder(checkpoint_path: str | Path) -> Encoder:
 
     The architecture comes from the checkpoint's own ``config.encoder``, so a checkpoint is self-contained.
     """
-    checkpoint = load_checkpoint(checkpoint_path)
+    return encoder_from_checkpoint(load_checkpoint(checkpoint_path), checkpoint_path)
+
+
+def encoder_from_checkpoint(checkpoint: dict[str, Any], checkpoint_path: str | Path) -> Encoder:
+    """``load_pretrained_encoder`` for a checkpoint already read (``checkpoint_path`` names it in errors)."""
     encoder_node = (checkpoint.get("config") or {}).get("encoder")
     if encoder_node is None:
         raise ValueError(f"{checkpoint_path}: no 'config.encoder' in the checkpoint; cannot rebuild the encoder")
@@ -176,5 +180,8 @@ def load_pretrained_encoder(checkpoint_path: str | Path) -> Encoder:
     weights = encoder_state_dict(checkpoint["model"])
     if not weights:
         raise ValueError(f"{checkpoint_path}: the model state has no '{ENCODER_PREFIX}' entries")
+    if "mask_embedding" not in weights:  # saved before the encoder owned it (the objective's masker did)
+        legacy = checkpoint["model"].get("masker.temporal_mask_embed")
+        weights["mask_embedding"] = legacy if legacy is not None else encoder.mask_embedding.detach().clone()
     encoder.load_state_dict(weights)
     return encoder
