@@ -104,3 +104,14 @@ def test_worst_utterances_ranked_by_errors_and_aligned():
     assert worst[0].marks == "  S D D"
     assert worst[2].lines() == "REF: HELLO *     WORLD\nHYP: HELLO THERE WORLD\n           I"
     assert all(u.id != "u1" for u in worst_utterances(ids, refs, hyps, n=10))  # perfect ones are not listed
+
+
+def test_cluster_quality_matches_a_hand_computation() -> None:
+    from audiossl.downstream.metrics import cluster_quality
+
+    quality = cluster_quality([0, 0, 1, 1], [0, 0, 0, 1])
+    assert quality["phone_purity"] == pytest.approx(0.75) and quality["cluster_purity"] == pytest.approx(0.75)
+    mutual = 0.5 * math.log(4 / 3) + 0.25 * math.log(2 / 3) + 0.25 * math.log(2)
+    assert quality["pnmi"] == pytest.approx(mutual / math.log(2))
+    assert cluster_quality([0, 1, 2], [5, 6, 7])["pnmi"] == pytest.approx(1.0)  # clusters = phones
+    assert cluster_quality([0, 1, 0, 1], [3, 3, 3, 3])["pnmi"] == pytest.approx(0.0)  # one cluster tells nothing

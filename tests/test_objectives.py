@@ -1,4 +1,4 @@
-"""The four pretext tasks on small synthetic audio: contracts, wav2vec 2.0 details, and that each one learns."""
+"""The five pretext tasks on small synthetic audio: contracts, wav2vec 2.0 / HuBERT details, and that each learns."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from audiossl.objectives._contrastive import sample_excluding_self
 from audiossl.objectives.base import objective_names, objective_spec
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+KM_CLUSTERS = 8
 SR = 16_000
 W2V2_STACK = [[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2], [32, 2, 2]]
 CPC_STACK = [[32, 10, 5], [32, 8, 4], [32, 4, 2], [32, 4, 2], [32, 4, 2]]
@@ -33,6 +34,8 @@ SMALL = {
     "cola": (RNN, dict(crop_seconds=0.5, embedding_dim=64)),
     "wav2vec2": (TRANSFORMER, dict(num_codebooks=2, codebook_entries=32, codevector_dim=32, final_dim=32,
                                    num_negatives=20, target_dropout=0.0, diversity_weight=1.0)),
+    "hubert": (TRANSFORMER, dict(num_clusters=KM_CLUSTERS, final_dim=32, mask_span=2, mask_prob=0.15,
+                                 feature_penalty_weight=0.0)),
 }
 
 
@@ -65,7 +68,18 @@ def sweeps(count: int, seconds: float, tmp_path: Path, seed: int = 0, narrow: bo
         waves.append(torch.from_numpy(sf.read(path, dtype="float32")[0]))
     speakers = [f"spk{index % 2}" for index in range(count)]
     return AudioBatch(torch.stack(waves), torch.full((count,), samples), [f"sweep{i}" for i in range(count)],
-                      {"spk": speakers})
+                      {"spk": speakers, "km": km_labels(torch.stack(waves), samples)})
+
+
+def km_labels(waves: torch.Tensor, samples: int) -> list[str]:
+    """HuBERT-style targets: per 20 ms frame, the strongest of ``KM_CLUSTERS`` fixed random projections of
+    the 10 ms MFCC (every second frame: frame t covers samples [320 t, 320 t + 400), like the conv stack)."""
+    from audiossl.audio.features import MFCC
+
+    mfcc, _ = MFCC(cmvn=True)(waves, torch.full((len(waves),), samples))
+    projection = torch.randn(mfcc.shape[-1], KM_CLUSTERS, generator=torch.Generator().manual_seed(5))
+    ids = (mfcc[:, ::2] @ projection).argmax(-1)
+    return [" ".join(map(str, row.tolist())) for row in ids]
 
 
 def build(name: str, **objective_overrides):
@@ -93,9 +107,9 @@ def last_mean(history: list[dict[str, float]], key: str, n: int = 5) -> float:
 
 
 def test_registry_and_yaml_build_every_objective():
-    assert {"cpc", "wav2vec2", "apc", "cola"} <= set(objective_names())
+    assert {"cpc", "wav2vec2", "apc", "cola", "hubert"} <= set(objective_names())
     encoder_cfg = OmegaConf.load(CONF / "encoder" / "apc_gru_tiny.yaml")
-    for name in ("cpc", "wav2vec2", "apc", "cola"):
+    for name in ("cpc", "wav2vec2", "apc", "cola", "hubert"):
         node = OmegaConf.load(CONF / "objective" / f"{name}.yaml")
         assert node.name == name
         spec = objective_spec(node.name)
@@ -107,8 +121,9 @@ def test_registry_and_yaml_build_every_objective():
 EXPECTED_METRICS = {
     "cpc": {"loss", "acc", "acc_k1", "acc_k4"},
     "apc": {"loss", "copy_l1"},
-    "cola": {"loss", "acc"},
+    "cola": {"loss", "acc", "contrastive", "variance", "emb_std"},
     "wav2vec2": {"loss", "contrastive", "diversity", "penalty", "code_ppl", "prob_ppl", "temp", "acc", "mask_frac"},
+    "hubert": {"loss", "loss_m", "acc_m", "acc_u", "mask_frac"},
 }
 
 
@@ -161,20 +176,27 @@ def test_wav2vec2_learns(tmp_path):
 
 def test_wav2vec2_mask_fraction_matches_expectation():
     objective = build("wav2vec2", mask_prob=0.065, mask_span=10)
-    from fairseq2.nn import BatchLayout
-
     frames = 1000
     spans, starts = int(0.065 * (frames - 1)), frames - 10 + 1
     # P(frame covered) when `spans` span starts are drawn uniformly (with replacement) from `starts` positions.
     covered = sum(1 - (1 - min(i + 1, 10, frames - i, starts) / starts) ** spans for i in range(frames)) / frames
-    single_rows = [objective.masker(torch.zeros(1, frames, 64), BatchLayout.of(torch.zeros(1, frames), [frames]))[1]
-                   for _ in range(30)]
+    single_rows = [objective.masking.draw(torch.tensor([frames]), frames) for _ in range(30)]
     fraction = torch.cat(single_rows).float().mean().item()
     assert abs(fraction - covered) < 0.015 and 0.45 < fraction < 0.5  # the paper's "about 49%"
     # In a batch every row masks the same number of frames (the least-masked row's count).
-    x = torch.zeros(8, frames, 64)
-    _, mask = objective.masker(x, BatchLayout.of(x, [frames] * 8))
+    mask = objective.masking.draw(torch.full((8,), frames), frames)
     assert len(set(mask.sum(1).tolist())) == 1 and 0.38 < mask.float().mean().item() <= fraction + 0.03
+
+
+def test_masked_frames_take_the_encoders_mask_embedding():
+    objective = build("hubert")
+    encoder = objective.encoder
+    x = torch.randn(2, 50, 64)
+    mask = objective.masking.draw(torch.tensor([50, 40]), 50)
+    masked = encoder.mask(x, mask)
+    assert torch.equal(masked[mask], encoder.mask_embedding.expand(int(mask.sum()), -1))
+    assert torch.equal(masked[~mask], x[~mask])
+    assert not mask[1, 40:].any()  # padding is never masked
 
 
 def test_distractors_exclude_the_positive():
@@ -272,3 +294,65 @@ def test_mixed_precision_keeps_loss_and_gradients_float32(name, tmp_path):
     output.loss.backward()
     grad = objective.encoder.feature_encoder.layers[0].conv.weight.grad
     assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_hubert_learns(tmp_path):
+    history = train(build("hubert"), sweeps(6, 1.0, tmp_path), steps=60, lr=5e-3)
+    chance = 1 / KM_CLUSTERS
+    assert history[0]["acc_m"] < 2.5 * chance
+    assert last_mean(history, "acc_m") > 4 * chance
+    assert last_mean(history, "loss_m") < 0.7 * history[0]["loss_m"]
+
+
+def test_hubert_reads_each_crops_own_frames_of_the_label_line(tmp_path):
+    objective = build("hubert")
+    stride = objective.encoder.downsample
+    batch = sweeps(2, 1.0, tmp_path)
+    line = " ".join(str(i % KM_CLUSTERS) for i in range(60))
+    batch.labels["km"] = [line, line]
+    batch.offsets = torch.tensor([3 * stride, 0])
+    targets = objective._frame_targets(batch, 49)
+    assert targets[0].tolist() == [(i + 3) % KM_CLUSTERS for i in range(49)]
+    assert targets[1].tolist() == [i % KM_CLUSTERS for i in range(49)]
+    short = objective._frame_targets(batch, 59)  # the line ends 3 frames into the first crop's last ones
+    assert short[0, 57:].tolist() == [-100, -100] and short[1, 58] == 58 % KM_CLUSTERS
+    batch.offsets = torch.tensor([stride + 7, 0])
+    with pytest.raises(ValueError, match="data.crop_step=320"):
+        objective._frame_targets(batch, 49)
+
+
+def test_hubert_names_missing_or_bad_labels(tmp_path):
+    batch = sweeps(2, 1.0, tmp_path)
+    del batch.labels["km"]
+    with pytest.raises(ValueError, match="audiossl-kmeans"):
+        build("hubert")(batch)
+    batch.labels["km"] = ["3 9 1", "0 1 2"]
+    with pytest.raises(ValueError, match="sweep0.*objective.num_clusters=8"):
+        build("hubert")(batch)
+
+
+def test_cola_views_of_a_clip_always_differ(tmp_path):
+    objective = build("cola", crop_seconds=0.5)
+    batch = sweeps(4, 1.0, tmp_path)
+    batch.lengths = torch.tensor([16_000, 8_000, 4_000, 1_000])  # shorter than the crop: 80 % crops of them
+    for seed in range(20):
+        torch.manual_seed(seed)
+        views, lengths = objective.two_views(batch)
+        first, second = views.chunk(2)
+        assert lengths.tolist() == [8_000, 6_400, 3_200, 800] * 2
+        assert all(not torch.equal(a[:n], b[:n]) for a, b, n in zip(first, second, lengths[:4].tolist()))
+        assert (first[1, 6_400:] == 0).all()  # past a crop's length: zeros
+
+
+def test_cola_collapse_is_reported_and_guarded(tmp_path):
+    objective = build("cola")
+    collapsed = {"loss": 2.08, "acc": 0.125, "emb_std": 0.001}
+    assert objective.warnings(collapsed) == []  # too early to judge
+    objective.on_update(1_000)
+    (advice,) = objective.warnings(collapsed)
+    assert "variance_weight" in advice and "collapsed" in advice
+    assert objective.warnings({"loss": 1.0, "acc": 0.6, "emb_std": 0.3}) == []
+    # The guard: identical embeddings cost variance_weight * variance_target; spread ones cost nothing.
+    output = build("cola", variance_weight=2.0)(sweeps(4, 1.0, tmp_path))
+    assert output.metrics["loss"] == pytest.approx(output.metrics["contrastive"] + 2.0 * output.metrics["variance"])
+

@@ -60,7 +60,7 @@ class DataConfig:
     ``max_batch_samples`` bounds a batch's *total* samples (padded size in padding mode, cropped size in
     crop mode), so batches of short clips hold more clips: memory per step stays flat. ``crop`` is
     the pretraining mode (every clip cut to ``max_sample_size`` at most and the batch to its shortest
-    clip at random offsets); without it clips are zero-padded with their lengths (fine-tuning, where
+    clip at random offsets, multiples of ``crop_step`` samples); without it clips are zero-padded with their lengths (fine-tuning, where
     labels cover the whole clip), and clips longer than ``max_sample_size`` are skipped as ``too_long``.
     ``shuffle``, ``drop_last`` and ``max_batches_per_epoch`` apply to training pipelines only:
     evaluation sees every clip once, in manifest order.
@@ -75,6 +75,7 @@ class DataConfig:
     max_sample_size: int = 250_000
     min_sample_size: int = 32_000
     crop: bool = True
+    crop_step: int = 1
     normalize: bool = False
     shuffle: bool = True
     seed: int = 1
@@ -86,7 +87,7 @@ class DataConfig:
     max_batches_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
-        for key in ("sample_rate", "max_batch_samples", "max_sample_size", "num_parallel_calls"):
+        for key in ("sample_rate", "max_batch_samples", "max_sample_size", "num_parallel_calls", "crop_step"):
             check_positive(getattr(self, key), f"data.{key}")
         check_positive(self.min_sample_size, "data.min_sample_size", allow_zero=True)
         check_positive(self.prefetch, "data.prefetch", allow_zero=True)
@@ -235,15 +236,18 @@ def stable_int(*parts: object) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def crop_batch(waveforms: list[Tensor], max_size: int, offset_seeds: list[int]) -> Tensor:
+def crop_batch(waveforms: list[Tensor], max_size: int, offset_seeds: list[int], step: int = 1) -> tuple[Tensor, Tensor]:
     """Cut every clip to the batch's shortest (at most ``max_size``) at a seeded random offset.
 
     Pretraining crops instead of padding because convolutional feature encoders with group norm are
     not padding-invariant; the offsets come from ``offset_seeds`` so a resumed run crops identically.
+    Offsets are multiples of ``step`` (an encoder's frame stride keeps frame labels on the frame grid).
+    Returns the crops and their offsets.
     """
     size = min(min(len(w) for w in waveforms), max_size)
-    crops = [w[seed % (len(w) - size + 1):][:size] for w, seed in zip(waveforms, offset_seeds)]
-    return torch.stack(crops)
+    offsets = [seed % ((len(w) - size) // step + 1) * step for w, seed in zip(waveforms, offset_seeds)]
+    crops = [w[offset: offset + size] for w, offset in zip(waveforms, offsets)]
+    return torch.stack(crops), torch.tensor(offsets, dtype=torch.int64)
 
 
 def pad_batch(waveforms: list[Tensor]) -> Tensor:
@@ -461,14 +465,14 @@ class AudioPipeline:
         if self.cfg.crop:
             crop_epoch = epoch if self.train else 0  # validation crops stay fixed so losses compare
             seeds = [stable_int(self.cfg.seed, crop_epoch, self._table.ids[row]) for row in rows]
-            stacked = crop_batch(waveforms, self.cfg.max_sample_size, seeds)
+            stacked, offsets = crop_batch(waveforms, self.cfg.max_sample_size, seeds, self.cfg.crop_step)
             lengths = torch.full((len(rows),), stacked.shape[1], dtype=torch.int64)
         else:
-            stacked = pad_batch(waveforms)
+            stacked, offsets = pad_batch(waveforms), None
             lengths = torch.tensor([len(w) for w in waveforms], dtype=torch.int64)
         labels = {kind: [lines[row] for row in rows] for kind, lines in self._table.labels.items()}
         ids = [self._table.ids[row] for row in rows]
-        return AudioBatch(stacked.contiguous(), lengths, ids, labels, self.cfg.sample_rate)
+        return AudioBatch(stacked.contiguous(), lengths, ids, labels, self.cfg.sample_rate, offsets)
 
 
 __all__ = [

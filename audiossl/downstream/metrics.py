@@ -147,6 +147,40 @@ def frame_accuracy(refs: Sequence[str], hyps: Sequence[str]) -> Metrics:
     return {"accuracy": _rate(correct, total), "correct": correct, "total": total, "utterances": len(refs)}
 
 
+def cluster_quality(phones: Sequence[int], clusters: Sequence[int]) -> Metrics:
+    """How well frame clusters match phones (HuBERT paper, Sec. IV-B), from paired per-frame ids.
+
+    With the joint distribution ``P(phone, cluster)`` over frames: ``phone_purity`` = sum over clusters of
+    the largest ``P(p, c)`` (the accuracy of labelling each cluster with its majority phone),
+    ``cluster_purity`` = sum over phones of the largest ``P(p, c)``, and ``pnmi`` = ``I(phone; cluster) /
+    H(phone)``, the share of phone uncertainty a cluster id removes. Keys also: ``frames``, ``clusters_used``.
+    """
+    if len(phones) != len(clusters):
+        raise ValueError(f"{len(phones)} phone labels but {len(clusters)} cluster ids")
+    if not len(phones):
+        return {"phone_purity": math.nan, "cluster_purity": math.nan, "pnmi": math.nan, "frames": 0,
+                "clusters_used": 0}
+    joint: dict[tuple[int, int], int] = defaultdict(int)
+    for pair in zip(phones, clusters):
+        joint[pair] += 1
+    total = len(phones)
+    by_phone: dict[int, int] = defaultdict(int)
+    by_cluster: dict[int, int] = defaultdict(int)
+    best_phone: dict[int, int] = defaultdict(int)  # cluster -> its largest phone count
+    best_cluster: dict[int, int] = defaultdict(int)  # phone -> its largest cluster count
+    for (phone, cluster), count in joint.items():
+        by_phone[phone] += count
+        by_cluster[cluster] += count
+        best_phone[cluster] = max(best_phone[cluster], count)
+        best_cluster[phone] = max(best_cluster[phone], count)
+    mutual = sum(count / total * math.log(count * total / (by_phone[p] * by_cluster[c]))
+                 for (p, c), count in joint.items())
+    phone_entropy = -sum(n / total * math.log(n / total) for n in by_phone.values())
+    return {"phone_purity": sum(best_phone.values()) / total, "cluster_purity": sum(best_cluster.values()) / total,
+            "pnmi": mutual / phone_entropy if phone_entropy > 0 else math.nan, "frames": total,
+            "clusters_used": len(by_cluster)}
+
+
 def by_group(
     groups: Sequence[str], refs: Sequence[str], hyps: Sequence[str], metric: MetricFn = wer_cer
 ) -> dict[str, Metrics]:

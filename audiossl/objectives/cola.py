@@ -3,8 +3,14 @@
 Two random crops of the same clip form a positive pair and the other clips of the batch are the
 negatives. Each crop is encoded, max-pooled over its valid frames, mapped by Dense(512) -> LayerNorm -> tanh,
 and pairs are scored with a learned bilinear similarity; the loss is softmax cross-entropy over the batch.
-Crop positions come from a ``torch.Generator`` seeded from the global torch RNG, so a resumed run (which
-restores that RNG) draws the same crops.
+
+Two views are never the same audio: a clip too short for two different ``crop_seconds`` crops is cropped
+to ``max_crop_share`` of its length, and the second crop's start is drawn among the starts the first did
+not take. Collapse (every clip mapped to one embedding: accuracy exactly 1/batch) is watched through the
+spread of the embeddings across the batch (``emb_std``) and guarded against, as wav2vec 2.0's diversity
+term guards its codebook, by a variance hinge: ``variance_weight * mean(relu(variance_target - std))``
+over embedding dimensions (VICReg's variance term). Crop positions come from a ``torch.Generator``
+seeded from the global torch RNG, so a resumed run (which restores that RNG) draws the same crops.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from audiossl.audio.features import frame_mask
-from audiossl.config import check_positive
+from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
 from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
@@ -28,22 +34,41 @@ from audiossl.objectives.base import Objective, ObjectiveOutput, register_object
 class COLAConfig:
     name: str = "cola"
     crop_seconds: float = 1.0
+    max_crop_share: float = 0.8  # crops of shorter clips take this share of the clip, so two views differ
     embedding_dim: int = 512
+    variance_weight: float = 1.0  # collapse guard; 0 = the paper's loss alone
+    variance_target: float = 0.5  # wanted std of each tanh embedding dimension across the batch
+    collapse_std: float = 0.02  # warn when the embeddings' spread across the batch falls below this
+    collapse_check_after: int = 100
 
     def validate(self) -> COLAConfig:
         check_positive(self.crop_seconds, "objective.crop_seconds")
         check_positive(self.embedding_dim, "objective.embedding_dim")
+        check_positive(self.variance_weight, "objective.variance_weight", allow_zero=True)
+        if not 0 < self.max_crop_share < 1:
+            raise ConfigError(f"invalid config at 'objective.max_crop_share': must be in (0, 1), "
+                              f"got {self.max_crop_share}")
         return self
 
 
-def random_crops(waveforms: Tensor, lengths: Tensor, crop: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """One crop of ``crop`` samples per clip at a uniform random start; shorter clips are kept whole."""
-    room = (lengths - crop).clamp(min=0) + 1
-    starts = (torch.rand(len(lengths), generator=generator).to(lengths.device) * room).long()
-    index = (starts[:, None] + torch.arange(crop, device=lengths.device)).clamp(max=waveforms.shape[1] - 1)
-    crop_lengths = lengths.clamp(max=crop)
-    keep = frame_mask(crop_lengths, crop).to(waveforms.dtype)
-    return waveforms.gather(1, index) * keep, crop_lengths
+def crop_lengths(lengths: Tensor, crop: int, max_share: float) -> Tensor:
+    """Samples per crop: ``crop``, or ``max_share`` of a clip too short to hold two different crops."""
+    return torch.minimum(torch.full_like(lengths, crop), (lengths.float() * max_share).long()).clamp(min=1)
+
+
+def two_starts(lengths: Tensor, sizes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Two different uniform crop starts per clip (the second skips the first's position)."""
+    room = (lengths - sizes + 1).clamp(min=1)
+    first = (torch.rand(len(lengths), generator=generator) * room).long()
+    second = (torch.rand(len(lengths), generator=generator) * (room - 1).clamp(min=1)).long()
+    second = torch.where(room > 1, second + (second >= first).long(), first)
+    return first, second
+
+
+def gather_crops(waveforms: Tensor, starts: Tensor, sizes: Tensor, width: int) -> Tensor:
+    """``(B, width)`` crops ``waveforms[i, starts[i]: starts[i] + sizes[i]]``, zero past each size."""
+    index = (starts[:, None] + torch.arange(width, device=waveforms.device)).clamp(max=waveforms.shape[1] - 1)
+    return waveforms.gather(1, index) * frame_mask(sizes, width).to(waveforms.dtype)
 
 
 def max_pool(features: Tensor, lengths: Tensor) -> Tensor:
@@ -65,25 +90,52 @@ class COLA(Objective):
         self.projection = nn.Sequential(nn.Linear(encoder.output_dim, config.embedding_dim),
                                         nn.LayerNorm(config.embedding_dim), nn.Tanh())
         self.similarity = nn.Linear(config.embedding_dim, config.embedding_dim, bias=False)  # bilinear W
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
-    def _two_views(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
-        seed = int(torch.randint(0, 2**62, ()).item())
-        generator = torch.Generator().manual_seed(seed)
+    def two_views(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
+        """``(2B, width)`` crops (first views, then second views) and their lengths."""
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
         crop = round(self.config.crop_seconds * batch.sample_rate)
-        first = random_crops(batch.waveforms, batch.lengths, crop, generator)
-        second = random_crops(batch.waveforms, batch.lengths, crop, generator)
-        return torch.cat([first[0], second[0]]), torch.cat([first[1], second[1]])
+        lengths = batch.lengths.cpu()
+        sizes = crop_lengths(lengths, crop, self.config.max_crop_share)
+        first, second = two_starts(lengths, sizes, generator)
+        width = int(sizes.max())
+        device = batch.waveforms.device
+        sizes, starts = sizes.to(device), torch.cat([first, second]).to(device)
+        waveforms = batch.waveforms.repeat(2, 1)
+        return gather_crops(waveforms, starts, sizes.repeat(2), width), sizes.repeat(2)
+
+    @override
+    def on_update(self, step: int) -> dict[str, float]:
+        self.num_updates.fill_(step)
+        return {}
 
     @override
     def forward(self, batch: AudioBatch) -> ObjectiveOutput:
         if batch.size < 2:
             raise ValueError("cola: needs at least 2 clips per batch (the other clips are the negatives)")
-        waveforms, lengths = self._two_views(batch)
+        waveforms, lengths = self.two_views(batch)
         output = self.encoder(waveforms, lengths)
-        embeddings = self.projection(max_pool(output.features, output.lengths))
+        embeddings = self.projection(max_pool(output.features, output.lengths)).float()
         anchors, positives = embeddings.chunk(2)
         logits = anchors @ self.similarity(positives).T  # (B, B): a_i^T W p_j
         targets = torch.arange(batch.size, device=logits.device)
-        loss = F.cross_entropy(logits, targets)
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-        return ObjectiveOutput(loss, {"loss": float(loss.detach()), "acc": float(accuracy)})
+        contrastive = F.cross_entropy(logits, targets)
+        spread = embeddings.std(0)  # per dimension, across the 2B crops
+        variance = F.relu(self.config.variance_target - spread).mean()
+        loss = contrastive + self.config.variance_weight * variance
+        metrics = {"loss": loss, "contrastive": contrastive, "variance": variance, "emb_std": spread.mean(),
+                   "acc": (logits.argmax(-1) == targets).float().mean()}
+        return ObjectiveOutput(loss, {name: float(value.detach()) for name, value in metrics.items()})
+
+    @override
+    def warnings(self, metrics: dict[str, float]) -> list[str]:
+        """Advice when every clip maps to (almost) the same embedding."""
+        if int(self.num_updates) < self.config.collapse_check_after or "emb_std" not in metrics:
+            return []
+        if metrics["emb_std"] >= self.config.collapse_std:
+            return []
+        return [f"cola looks collapsed: the embeddings' spread across the batch is {metrics['emb_std']:.4f} "
+                f"(< {self.config.collapse_std:g}) and accuracy {metrics.get('acc', float('nan')):.3f} sits at "
+                "chance (1/clips per batch). Try: a higher objective.variance_weight, a lower optim.lr, a longer "
+                "warmup, more clips per batch (data.max_batch_samples)."]

@@ -1,0 +1,132 @@
+"""HuBERT (Hsu et al. 2021): predict the k-means cluster id of masked frames from their context.
+
+Per batch: conv latents ``z`` -> projection -> span masking (the encoder's mask embedding) -> context
+network -> ``final_projection``; logits are the cosine similarity between that projection and one learned
+embedding per cluster, divided by ``logit_temperature``; cross-entropy on masked frames (weight 1) and on
+unmasked frames (``unmasked_weight``, 0 at BASE). Targets never move, so nothing here can collapse.
+
+Targets come from the manifest's label file ``{split}.{label}`` (``audiossl-kmeans`` writes it): one line
+of cluster ids per row on the encoder's frame grid for the *whole* file. A pretraining crop starts at
+``batch.offsets``; with ``data.crop_step`` equal to the encoder stride the crop's frame ``t`` is the file's
+frame ``offset / stride + t``. Label lines may be one frame longer or shorter than the encoder's count
+(frame arithmetic of different tools); frames without a label are left out of the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import final
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from typing_extensions import override
+
+from audiossl.audio.features import frame_mask
+from audiossl.config import check_positive
+from audiossl.data.batch import AudioBatch
+from audiossl.models.encoder import Encoder
+from audiossl.objectives._masking import SpanMasking
+from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+
+IGNORE = -100
+
+
+@dataclass
+class HuBERTConfig:
+    """Defaults are HuBERT BASE (fairseq ``hubert_base_librispeech``), first iteration (k = 100 on MFCC)."""
+
+    name: str = "hubert"
+    label: str = "km"  # label file kind: {split}.km
+    num_clusters: int = 100
+    mask_prob: float = 0.08
+    mask_span: int = 10
+    min_mask_spans: int = 2
+    final_dim: int = 256
+    logit_temperature: float = 0.1
+    masked_weight: float = 1.0
+    unmasked_weight: float = 0.0
+    feature_penalty_weight: float = 10.0
+
+    def validate(self) -> HuBERTConfig:
+        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).check()
+        for key in ("num_clusters", "final_dim", "logit_temperature"):
+            check_positive(getattr(self, key), f"objective.{key}")
+        for key in ("masked_weight", "unmasked_weight", "feature_penalty_weight"):
+            check_positive(getattr(self, key), f"objective.{key}", allow_zero=True)
+        return self
+
+
+@register_objective("hubert", HuBERTConfig)
+@final
+class HuBERT(Objective):
+    """Masked prediction of fixed frame cluster ids; see the module docstring."""
+
+    def __init__(self, config: HuBERTConfig, encoder: Encoder) -> None:
+        super().__init__()
+        self.config = config.validate()
+        self.encoder = encoder
+        self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans)
+        self.final_projection = nn.Linear(encoder.output_dim, config.final_dim)
+        self.cluster_embeddings = nn.Parameter(torch.empty(config.num_clusters, config.final_dim).uniform_())
+        self._parsed: dict[str, Tensor] = {}
+
+    def _frame_targets(self, batch: AudioBatch, frames: int) -> Tensor:
+        """``(B, frames)`` cluster ids of each crop's frames; ``IGNORE`` where the label line has none."""
+        lines = batch.labels.get(self.config.label)
+        if lines is None:
+            raise ValueError(f"hubert: batches carry no {self.config.label!r} labels; run audiossl-kmeans for the "
+                             f"manifest and add '{self.config.label}' to data.labels")
+        stride = self.encoder.downsample
+        assert batch.offsets is not None
+        if bool((batch.offsets % stride).any()):
+            raise ValueError(f"hubert: crop offsets {batch.offsets.tolist()} are not multiples of the encoder "
+                             f"stride {stride}; set data.crop_step={stride}")
+        targets = torch.full((batch.size, frames), IGNORE, dtype=torch.long)
+        for row, (utt, line, offset) in enumerate(zip(batch.ids, lines, batch.offsets.tolist())):
+            ids = self._parse(utt, line)[offset // stride:][:frames]
+            targets[row, : len(ids)] = ids
+        return targets.to(batch.waveforms.device)
+
+    def _parse(self, utt: str, line: str) -> Tensor:
+        if utt not in self._parsed:  # each file's line is parsed once per run
+            ids = torch.tensor([int(token) for token in line.split()], dtype=torch.long)
+            if len(ids) and (int(ids.max()) >= self.config.num_clusters or int(ids.min()) < 0):
+                raise ValueError(f"hubert: {utt} has cluster id {int(ids.max())} outside "
+                                 f"[0, objective.num_clusters={self.config.num_clusters})")
+            self._parsed[utt] = ids
+        return self._parsed[utt]
+
+    def logits(self, features: Tensor) -> Tensor:
+        """``(..., num_clusters)`` cosine(projection, cluster embedding) / temperature."""
+        projected = F.normalize(self.final_projection(features).float(), dim=-1)
+        return projected @ F.normalize(self.cluster_embeddings.float(), dim=-1).T / self.config.logit_temperature
+
+    @override
+    def forward(self, batch: AudioBatch) -> ObjectiveOutput:
+        batch = batch.select(self.masking.keep_maskable(batch, self.encoder, "hubert"))
+        encoder, config = self.encoder, self.config
+        z, frames = encoder.extract(batch.waveforms, batch.lengths)
+        valid = frame_mask(frames, z.shape[1])
+        targets = self._frame_targets(batch, z.shape[1])
+        scored = valid & (targets != IGNORE)
+        mask = self.masking.draw(frames, z.shape[1])
+        output = encoder.contextualize(encoder.mask(encoder.project(z), mask), frames, z)
+        metrics: dict[str, Tensor] = {}
+        loss = z.new_zeros((), dtype=torch.float32)
+        # Unmasked frames are scored for acc_u even at weight 0: it shows whether the model copies its input.
+        for name, where, weight in (("masked", mask & scored, config.masked_weight),
+                                    ("unmasked", ~mask & scored, config.unmasked_weight)):
+            logits = self.logits(output.features[where])
+            if len(logits):
+                part = F.cross_entropy(logits, targets[where])
+                metrics[f"loss_{name[0]}"] = part.detach()
+                metrics[f"acc_{name[0]}"] = (logits.argmax(-1) == targets[where]).float().mean()
+                if weight:
+                    loss = loss + weight * part
+        if config.feature_penalty_weight:
+            penalty = z.float().pow(2).mean(-1)[valid].mean()
+            loss = loss + config.feature_penalty_weight * penalty
+            metrics["penalty"] = penalty.detach()
+        metrics["mask_frac"] = (mask & valid).sum() / valid.sum().clamp(min=1)
+        return ObjectiveOutput(loss, {"loss": float(loss.detach())} | {k: float(v) for k, v in metrics.items()})
