@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 export TORCH_COMPILE_DISABLE ?= 1
 
-.PHONY: demo test bench sysdeps clean-venv
+.PHONY: demo test bench mini-superb sysdeps clean-venv
 
 # fairseq2n loads libsndfile.so.1 at import time; install it when we are root, else say what to install.
 sysdeps:
@@ -34,6 +34,10 @@ test: sysdeps $(STAMP)
 
 demo: sysdeps $(STAMP)
 	@bash scripts/demo.sh
+
+# Pretrain every CPU recipe, then score them all with audiossl-bench (about 3 hours on 2 cores).
+mini-superb: sysdeps $(STAMP)
+	@bash scripts/mini_superb.sh
 
 bench: sysdeps $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py

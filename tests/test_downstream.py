@@ -26,6 +26,7 @@ from audiossl.downstream.tasks import (
     score,
     speaker_holdout,
 )
+from audiossl.downstream.frozen import FrameGrid
 from audiossl.downstream.upstream import EncoderUpstream, UpstreamSpec
 from audiossl.downstream.vocab import Vocabulary
 from audiossl.models.encoder import EncoderConfig, build_encoder
@@ -168,21 +169,60 @@ def test_frame_phone_probe_uses_alignment_at_encoder_rate(audio_batch: AudioBatc
     assert accuracy["total"] == int((targets != IGNORE).sum())
 
 
-def test_align_targets_follow_the_frame_stride() -> None:
+def test_align_targets_read_each_frames_receptive_field_centre() -> None:
     line = "SIL:0.00:0.10 B:0.10:0.30"
     index = {"SIL": 0, "B": 1}
-    at_20ms = align_targets([line], ["u"], torch.tensor([20]), 320, 16_000, index)[0]
+    # wav2vec 2.0 stack: frame t covers [320 t, 320 t + 400) samples, centre (320 t + 200) / 16 kHz.
+    at_20ms = align_targets([line], ["u"], torch.tensor([20]), FrameGrid(320, 200, 16_000), index)[0]
     assert at_20ms[:5].tolist() == [0] * 5 and at_20ms[5:15].tolist() == [1] * 10
     assert at_20ms[15:].tolist() == [IGNORE] * 5  # past the last segment: not scored
-    at_10ms = align_targets([line], ["u"], torch.tensor([30]), 160, 16_000, index)[0]
-    assert at_10ms[:10].tolist() == [0] * 10 and at_10ms[10:30].tolist() == [1] * 20
+    # CPC stack: centre (160 t + 232.5) / 16 kHz = 1.45 frames later than (t + 0.5) * 10 ms would put it.
+    at_10ms = align_targets([line], ["u"], torch.tensor([30]), FrameGrid(160, 232.5, 16_000), index)[0]
+    assert at_10ms[:9].tolist() == [0] * 9 and at_10ms[9:29].tolist() == [1] * 20
+    assert at_10ms[29:].tolist() == [IGNORE]
+
+
+def test_upstreams_know_their_frame_grid() -> None:
+    from audiossl.downstream.upstream import FrontEndUpstream
+
+    assert FrameGrid.of(tiny_upstream(), 16_000) == FrameGrid(320, 200.0, 16_000)
+    assert FrameGrid.of(FrontEndUpstream("mfcc"), 16_000) == FrameGrid(160, 200.0, 16_000)  # 25 ms windows
+
+
+def test_finetuning_time_masks_use_the_pretrained_mask_embedding() -> None:
+    upstream = tiny_upstream()
+    with torch.no_grad():
+        upstream.mask_embedding.fill_(7.0)
+    masker = FrameMasker(time_prob=0.5, time_span=2, channel_prob=0.0, channel_span=4).train()
+    features = torch.randn(2, 40, 32)
+    masked = masker(features, upstream.mask_embedding)
+    hidden = (masked != features).any(-1)
+    assert hidden.any() and (masked[hidden] == 7.0).all()
+    zeroed = masker(features)  # a front-end has no embedding: masked frames become zeros
+    assert ((zeroed == 0).all(-1) | (zeroed == features).all(-1)).all()
+
+
+def test_trainer_seed_decides_the_head_and_the_random_encoder(tmp_path) -> None:
+    from audiossl.cli.finetune import FinetuneConfig, make_upstream
+    from audiossl.training.checkpoint import seed_everything
+
+    def initial(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = FinetuneConfig(init="random", encoder=tiny_encoder_config())
+        seed_everything(seed)  # what audiossl-finetune does with trainer.seed before building
+        upstream = make_upstream(cfg)
+        task = build_task(TaskConfig(name="speaker", mode="probe"), upstream, TaskOutputs(["a", "b"]))
+        return task.head.proj.weight.detach().clone(), upstream.feature_projection.weight.detach().clone()
+
+    first, again, other = initial(1), initial(1), initial(2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(not torch.equal(a, b) for a, b in zip(first, other))
 
 
 def test_alignment_errors_name_the_utterance() -> None:
     with pytest.raises(ValueError, match="utt-7"):
         parse_alignment("AH:0.1", "utt-7")
     with pytest.raises(ValueError, match="utt-8.*ZZ"):
-        align_targets(["ZZ:0.0:0.1"], ["utt-8"], torch.tensor([5]), 320, 16_000, {"AH": 0})
+        align_targets(["ZZ:0.0:0.1"], ["utt-8"], torch.tensor([5]), FrameGrid(320, 200, 16_000), {"AH": 0})
 
 
 def test_speaker_holdout_is_deterministic_disjoint_and_covers_speakers() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import audiossl
 
-LAYERS = ["config", "audio", "data", "models", "objectives", "training", "downstream", "reports", "cli"]
+LAYERS = ["config", "progress", "audio", "data", "models", "objectives", "training", "downstream", "bench", "reports", "cli"]
 PACKAGE = Path(audiossl.__file__).parent
 
 

@@ -12,6 +12,7 @@ over the vocabulary's *tokens* (a letter n-gram, e.g. ``build_arpa`` over ``.ltr
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import torch
 from torch import Tensor
 
 from audiossl.downstream.vocab import UNK, Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 def _check_log_probs(log_probs: Tensor, lengths: Tensor | None) -> Tensor:
@@ -192,7 +195,12 @@ def write_lexicon(
     path.parent.mkdir(parents=True, exist_ok=True)
     distinct = sorted({word for word in words if word and not word.startswith("<")})
     if vocab is not None:
-        distinct = [word for word in distinct if all(letter in vocab for letter in word)]
+        spellable = [word for word in distinct if all(letter in vocab for letter in word)]
+        if len(spellable) < len(distinct):
+            dropped = sorted(set(distinct) - set(spellable))
+            log.warning("lexicon %s: left out %d of %d words that hold letters the model cannot emit (e.g. %s)",
+                        path, len(dropped), len(distinct), ", ".join(dropped[:5]))
+        distinct = spellable
     lines = [f"{word}\t{' '.join(word)} {separator}\n" for word in distinct]
     path.write_text("".join(lines), encoding="utf-8")
     return path

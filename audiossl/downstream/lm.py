@@ -211,3 +211,31 @@ def arpa_vocabulary(path: str | Path) -> list[str]:
     if not in_unigrams:
         raise ValueError(f"{path} has no \\1-grams: section; is it an ARPA file?")
     return words
+
+
+def manifest_arpa(manifest_dir: str | Path, text_split: str, order: int, out_dir: str | Path) -> Path:
+    """An n-gram over ``{text_split}.wrd`` of a manifest directory, rebuilt only when the transcripts are newer."""
+    from audiossl.data.manifest import Manifest
+
+    manifest_dir = Path(manifest_dir)
+    text = manifest_dir / f"{text_split}.wrd"
+    arpa = Path(out_dir) / f"{text_split}.{order}gram.arpa"
+    if arpa.is_file() and arpa.stat().st_mtime >= text.stat().st_mtime:
+        return arpa
+    sentences = Manifest.load(manifest_dir / f"{text_split}.tsv", labels=["wrd"]).labels["wrd"]
+    stats = build_arpa(sentences, arpa, order)
+    print(f"built a {order}-gram LM from {stats.sentences} sentences of {text_split}: {arpa}")
+    return arpa
+
+
+def text_arpa(text_path: str | Path, order: int, out_dir: str | Path) -> Path:
+    """An n-gram over a plain text file (one sentence per line), rebuilt only when the text is newer."""
+    text_path = Path(text_path)
+    arpa = Path(out_dir) / f"{text_path.stem}.{order}gram.arpa"
+    if arpa.is_file() and arpa.stat().st_mtime >= text_path.stat().st_mtime:
+        return arpa
+    sentences = [line for line in text_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    stats = build_arpa(sentences, arpa, order)
+    print(f"built a {order}-gram LM from {stats.sentences} sentences of {text_path}: {arpa}")
+    return arpa
+

@@ -29,6 +29,7 @@ from audiossl.downstream.heads import (
 )
 from audiossl.downstream import metrics
 from audiossl.downstream.decode import GreedyDecoder
+from audiossl.downstream.frozen import FrameGrid
 from audiossl.downstream.upstream import EncoderUpstream, Upstream, UpstreamSpec, rebuild_upstream, resolve_checkpoint
 from audiossl.downstream.vocab import Vocabulary, read_dict_file
 from audiossl.objectives.base import Objective, ObjectiveOutput
@@ -150,7 +151,7 @@ class DownstreamTask(Objective):
         wanted = self.cfg.mode == "finetune" and int(self.updates) >= self.cfg.freeze_context_updates
         if wanted == self.context_trainable:
             return False
-        self.encoder.set_trainable(feature_encoder=False, context=wanted)
+        self.encoder.set_trainable(feature_encoder=False, context=wanted, may_thaw=self.cfg.mode == "finetune")
         self.context_trainable = wanted
         return wanted
 
@@ -232,8 +233,8 @@ class FramePhoneTask(DownstreamTask):
     def frame_logits(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
         """``(B, F, C)`` logits and ``(B, F)`` targets (``IGNORE`` on padding and unaligned frames)."""
         features, lengths = self.represent(batch)
-        targets = align_targets(batch.labels["align"], batch.ids, lengths, self.encoder.frame_stride,
-                                batch.sample_rate, self.index).to(features.device)
+        targets = align_targets(batch.labels["align"], batch.ids, lengths,
+                                FrameGrid.of(self.encoder, batch.sample_rate), self.index).to(features.device)
         return self.head(features, lengths), targets
 
     @override
@@ -251,17 +252,22 @@ def frame_hits(logits: Tensor, targets: Tensor) -> tuple[int, int]:
     return int(correct.sum()), int(scored.sum())
 
 
-def align_targets(lines: list[str], ids: list[str], frames: Tensor, stride: int, sample_rate: int,
+def align_targets(lines: list[str], ids: list[str], frames: Tensor, grid: FrameGrid,
                   index: dict[str, int]) -> Tensor:
-    """Phone index per frame: frame ``f`` takes the segment that contains its centre ``(f + 0.5) * stride``."""
-    targets = torch.full((len(lines), int(frames.max())), IGNORE, dtype=torch.long)
+    """``(B, max frames)`` phone index per frame: the segment that contains the frame's receptive-field centre."""
+    targets = torch.full((len(lines), int(frames.max()) if len(frames) else 0), IGNORE, dtype=torch.long)
     for row, (line, utt) in enumerate(zip(lines, ids)):
-        centres = (torch.arange(int(frames[row])) + 0.5) * stride / sample_rate
-        for phone, start, end in parse_alignment(line, utt):
-            if phone not in index:
-                raise ValueError(f"{utt}: phone {phone!r} of the alignment is not in the phone inventory")
-            inside = (centres >= start) & (centres < end)
-            targets[row, : len(centres)][inside] = index[phone]
+        targets[row, : int(frames[row])] = frame_phones(line, utt, grid.centres(int(frames[row])), index)
+    return targets
+
+
+def frame_phones(line: str, utt: str, centres: Tensor, index: dict[str, int]) -> Tensor:
+    """Phone index at each centre time (seconds) from one ``.align`` line; ``IGNORE`` where no segment is."""
+    targets = torch.full((len(centres),), IGNORE, dtype=torch.long)
+    for phone, start, end in parse_alignment(line, utt):
+        if phone not in index:
+            raise ValueError(f"{utt}: phone {phone!r} of the alignment is not in the phone inventory")
+        targets[(centres >= start) & (centres < end)] = index[phone]
     return targets
 
 

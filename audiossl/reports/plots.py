@@ -180,3 +180,37 @@ def plot_confusion(
     axis.set_ylabel("true speaker")
     axis.set_title(title, fontsize=9)
     return _save(figure, Path(out_path))
+
+
+def plot_bench_bars(values: Mapping[str, Mapping[str, float]], out_path: str | Path) -> Path | None:
+    """One panel per bench column, one bar per upstream (values are fractions, drawn as %)."""
+    panels = [(title, column) for title, column in values.items() if column]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    figure, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for axis, (title, column) in zip(axes.flat, panels):
+        names = list(column)
+        axis.bar(range(len(names)), [100 * column[n] for n in names], color=plt.cm.tab10(np.arange(len(names)) % 10))
+        axis.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        axis.set_title(title, fontsize=9)
+    for axis in list(axes.flat)[len(panels):]:
+        axis.axis("off")
+    return _save(figure, Path(out_path))
+
+
+def plot_probe_curves(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
+                      out_path: str | Path) -> Path | None:
+    """Probe training curves, one panel per probe kind and one line per upstream (y in %)."""
+    panels = {title: lines for title, lines in panels.items() if lines}
+    if not panels:
+        return None
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
+    for axis, (title, lines) in zip(axes.flat, panels.items()):
+        for name, (x, y) in lines.items():
+            axis.plot(list(x), [100 * v for v in y], marker=".", label=name)
+        axis.set_title(title, fontsize=9)
+        axis.grid(alpha=0.3)
+        _legend_outside(axis)
+    return _save(figure, Path(out_path))

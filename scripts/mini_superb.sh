@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make mini-superb`: pretrain every CPU recipe on the embedded corpus, then score them all with audiossl-bench.
+#
+#   1. corpus + manifests (as make demo; skipped when present)
+#   2. HuBERT targets: MFCC k-means on the encoders' 10 ms grid (audiossl-kmeans)
+#   3. pretrain each recipe (conf/experiment/<objective>_tiny.yaml, each at most 30 min on 2 cores); HuBERT's
+#      second iteration re-clusters a layer of the first and trains again
+#   4. audiossl-bench over MFCC, fbank, a random encoder and every pretrained encoder -> $OUT/report.md
+#
+# Every step resumes or skips when its output exists. Knobs (environment):
+#   RUNS (runs/mini_superb)   where the pretraining runs go
+#   OUT (reports/mini_superb) the bench report
+#   PROFILE (quick)           bench profile: quick | full
+#   OBJECTIVES ("cpc wav2vec2 apc cola hubert")
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export TORCH_COMPILE_DISABLE=1 HYDRA_FULL_ERROR=0
+BIN=.venv/bin
+RUNS=${RUNS:-runs/mini_superb}
+OUT=${OUT:-reports/mini_superb}
+PROFILE=${PROFILE:-quick}
+OBJECTIVES=${OBJECTIVES:-cpc wav2vec2 apc cola hubert}
+CORPUS=data/synth
+MANIFESTS=manifests/synth
+started=$SECONDS
+
+stage() {
+  printf '\n=== [%s] %s (%d s elapsed)\n' "$(date +%H:%M:%S)" "$1" $((SECONDS - started))
+}
+
+stage "corpus and manifests"
+$BIN/audiossl-synth out_dir=$CORPUS
+if [ ! -f $MANIFESTS/train_10min.tsv ] || [ $CORPUS/corpus.json -nt $MANIFESTS/train_10min.tsv ]; then
+  $BIN/audiossl-manifest corpus_dir=$CORPUS/LibriSpeech out_dir=$MANIFESTS
+fi
+
+upstreams=(mfcc fbank random)
+for objective in $OBJECTIVES; do
+  if [ "$objective" = hubert ]; then
+    stage "HuBERT iteration 1: MFCC k-means targets, then pretraining -> $RUNS/hubert_it1"
+    $BIN/audiossl-kmeans manifest_dir=$MANIFESTS label=km frame_stride=160 receptive_field=465
+    $BIN/audiossl-pretrain +experiment=hubert_tiny run_dir=$RUNS/hubert_it1
+    stage "HuBERT iteration 2: k-means of iteration 1's layer, then pretraining -> $RUNS/hubert"
+    $BIN/audiossl-kmeans manifest_dir=$MANIFESTS features=$RUNS/hubert_it1 layer=2 label=km2 \
+      frame_stride=160 receptive_field=465
+    $BIN/audiossl-pretrain +experiment=hubert_tiny_it2 run_dir=$RUNS/hubert
+  else
+    stage "pretraining $objective -> $RUNS/$objective"
+    $BIN/audiossl-pretrain +experiment=${objective}_tiny run_dir=$RUNS/$objective
+  fi
+  upstreams+=("$RUNS/$objective")
+done
+
+stage "audiossl-bench ($PROFILE) -> $OUT"
+list=$(IFS=,; echo "${upstreams[*]}")
+$BIN/audiossl-bench "upstreams=[$list]" random_from=${upstreams[3]} profile=$PROFILE out_dir=$OUT
+stage "done: $OUT/report.md"
