@@ -37,3 +37,28 @@ def test_torchrun_two_processes_train_in_lockstep(tmp_path):
     assert checkpoint["ranks"][0]["rng"]["torch"].ne(checkpoint["ranks"][1]["rng"]["torch"]).any()
     assert all(torch.equal(weights[0][name], checkpoint["model"][name]) for name in weights[0])
     assert not list(run_dir.glob("rank*/")), "only rank 0 writes the run directory"
+
+
+def test_torchrun_finetuning_shards_data_and_keeps_thawed_layers_in_sync(tmp_path):
+    """Two ranks fine-tune ASR; the context thaws mid-run and must still be averaged across ranks."""
+    from _tone_corpus import TINY_ENCODER, write_tone_corpus
+
+    manifests = write_tone_corpus(tmp_path / "tones", {"train_10min": 16, "dev_clean": 4})
+    run_dir = tmp_path / "ft"
+    run_dir.mkdir()
+    env = os.environ | {"TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(SCRIPT.with_name("_finetune_ranks.py")), "task=asr", "init=random", f"run_dir={run_dir}",
+               f"data.manifest_dir={manifests}", "trainer.max_steps=8", "trainer.validate_every=4",
+               "trainer.save_every=4", "trainer.device=cpu", "trainer.num_threads=1", "trainer.progress=false",
+               "task.freeze_context_updates=3", "trainer.keep_last=3", "data.max_batch_samples=48000", "data.max_sample_size=48000",
+               *TINY_ENCODER]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    weights = [torch.load(run_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    start = torch.load(run_dir / "checkpoints" / "step_00000004.pt", weights_only=True)["model"]
+    context = [name for name in weights[0] if name.startswith("encoder.context.")]
+    assert any(not torch.equal(start[name], weights[0][name]) for name in context)  # it trained after thawing
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("split") == "valid"] == [4, 8]

@@ -4,8 +4,10 @@
     audiossl-finetune task=asr init=random encoder_from=runs/pretrain/w2v2_tiny run_dir=runs/ft/random
     audiossl-finetune task=phone_frames task.mode=probe init=mfcc run_dir=runs/probe/mfcc
 
-``init`` is a pretraining checkpoint (or run directory) of any objective, or a baseline: ``random`` (the
-``encoder`` architecture, or the one of ``encoder_from``, freshly initialised), ``fbank``, ``mfcc``. The run
+``init`` is a pretraining checkpoint (or run directory) of any objective, a peer's pretrained or fine-tuned
+checkpoint (HF directory, fairseq ``.pt``, our torchaudio file, fairseq2 checkpoint: its encoder, with a new
+head), or a baseline: ``random`` (the ``encoder`` architecture, or the one of ``encoder_from``, freshly
+initialised), ``fbank``, ``mfcc``. The run
 is trained by the same ``Trainer`` as pretraining (resume by running the same command again), and
 ``checkpoints/best.pt`` is chosen by the dev metric (greedy WER / PER / accuracy). Evaluate it with
 ``audiossl-evaluate checkpoint=<run_dir>``.
@@ -35,9 +37,10 @@ from audiossl.downstream.tasks import (
     speaker_holdout,
     task_outputs,
 )
-from audiossl.downstream.upstream import BASELINES, Upstream, build_upstream, resolve_checkpoint
+from audiossl.downstream.upstream import BASELINES, Upstream, build_upstream, encoder_config_of, resolve_checkpoint
 from audiossl.models.encoder import EncoderConfig
-from audiossl.training.checkpoint import load_checkpoint
+from audiossl.training.checkpoint import seed_everything
+from audiossl.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
 from audiossl.training.loop import Trainer, TrainerConfig
 from audiossl.training.optim import OptimConfig
 
@@ -82,12 +85,14 @@ def make_upstream(cfg: FinetuneConfig) -> Upstream:
     Front-ends normalise each utterance (CMVN) except for speaker ID, where it would erase the speaker.
     """
     if cfg.init != "random" or cfg.encoder_from is None:
-        return build_upstream(cfg.init, cfg.encoder, cmvn=cfg.task.name != "speaker")
-    source = resolve_checkpoint(cfg.encoder_from)
-    node = (load_checkpoint(source).get("config") or {}).get("encoder")
-    if node is None:
-        raise ConfigError(f"invalid config at 'encoder_from': {source} holds no config.encoder")
-    return build_upstream("random", to_config(EncoderConfig, node, "encoder_from"))
+        try:
+            return build_upstream(cfg.init, cfg.encoder, cmvn=cfg.task.name != "speaker")
+        except ValueError as error:  # a checkpoint we cannot rebuild (a peer setting we cannot represent, ...)
+            raise ConfigError(f"invalid config at 'init': {error}") from None
+    try:
+        return build_upstream("random", encoder_config_of(cfg.encoder_from))
+    except ValueError as error:
+        raise ConfigError(f"invalid config at 'encoder_from': {error}") from None
 
 
 def label_kinds(task_name: str, manifest_dir: Path, splits: list[str]) -> list[str]:
@@ -99,7 +104,7 @@ def label_kinds(task_name: str, manifest_dir: Path, splits: list[str]) -> list[s
     return kinds
 
 
-def write_speaker_splits(data: DataConfig, fraction: float, out_dir: Path) -> DataConfig:
+def write_speaker_splits(data: DataConfig, fraction: float, out_dir: Path) -> None:
     """Held-out utterances of the training speakers, as manifests in ``out_dir`` (see ``speaker_holdout``)."""
     source = Path(data.manifest_dir) / f"{data.train_split}.tsv"
     kinds = label_kinds("speaker", Path(data.manifest_dir), [data.train_split])
@@ -112,6 +117,10 @@ def write_speaker_splits(data: DataConfig, fraction: float, out_dir: Path) -> Da
                               "use a larger split, e.g. data.train_split=train_clean")
         labels = {kind: [manifest.labels[kind][r] for r in rows] for kind in kinds}
         write_manifest(out_dir, split, manifest.root, [manifest.rows[r] for r in rows], labels)
+
+
+def speaker_data(data: DataConfig, out_dir: Path) -> DataConfig:
+    """The data config that trains and validates on the held-out speaker manifests in ``out_dir``."""
     return replace(data, manifest_dir=str(out_dir), train_split=SPEAKER_SPLITS[0], valid_split=SPEAKER_SPLITS[1])
 
 
@@ -130,14 +139,19 @@ def eval_data_config(data: DataConfig, labels: list[str], batch_samples: int = E
                    max_batch_samples=size, drop_last=False, max_batches_per_epoch=None)
 
 
-def dev_evaluator(task_name: str, data: DataConfig) -> Any:
-    """The Trainer's ``evaluate`` hook: greedy decoding of the dev split, scored by ``metrics.py``."""
-    pipeline = AudioPipeline(data, data.valid_split, train=False)
+def dev_evaluator(task_name: str, data: DataConfig, ctx: DistContext) -> Any:
+    """The Trainer's ``evaluate`` hook: greedy decoding of the dev split, scored by ``metrics.py``.
+
+    Under torchrun each rank decodes its shard of the dev split and the predictions are gathered, so
+    every rank scores the whole split (and gets the same number) for the cost of its share.
+    """
+    pipeline = AudioPipeline(data, data.valid_split, ctx.rank, ctx.world_size, train=False)
     keys = DEV_METRICS[task_name]
 
     def evaluate(task: DownstreamTask) -> dict[str, float]:
         device = next(task.parameters()).device
-        (predictions,) = predict_all(task, pipeline, device=device).values()
+        shard = next(iter(predict_all(task, pipeline, device=device).values()), [])
+        predictions = [p for rank_predictions in gather_objects(shard, ctx) for p in rank_predictions]
         result = {key: float(value) for key, value in score(task_name, predictions).items()}
         if task_name == "asr":
             result["wer_then_cer"] = result["wer"] + result["cer"] / 1000
@@ -159,27 +173,39 @@ def saved_config(cfg: FinetuneConfig, upstream: Upstream, outputs: TaskOutputs, 
     return config
 
 
-def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Build upstream, task and data from ``cfg`` and train; returns the Trainer's summary."""
+def finetune(cfg: FinetuneConfig) -> dict[str, Any] | None:
+    """Build upstream, task and data from ``cfg`` and train; the Trainer's summary on rank 0, None elsewhere.
+
+    Under torchrun every rank trains on its shard of the training split (DDP averages the gradients).
+    """
+    ctx = init_distributed(cfg.trainer.device)
     run_dir = Path(cfg.run_dir)
     data = cfg.data
     if cfg.task.name == "speaker":
-        data = write_speaker_splits(data, cfg.task.holdout_fraction, run_dir / "manifests")
+        if ctx.is_main:
+            write_speaker_splits(data, cfg.task.holdout_fraction, run_dir / "manifests")
+        barrier(ctx)
+        data = speaker_data(data, run_dir / "manifests")
     kinds = label_kinds(cfg.task.name, Path(data.manifest_dir), [data.train_split, data.valid_split])
     data = replace(data, labels=kinds)
-    train = AudioPipeline(data, data.train_split, train=True)
+    train = AudioPipeline(data, data.train_split, ctx.rank, ctx.world_size, train=True)
+    seed_everything(cfg.trainer.seed)  # the head's init and a random upstream's weights follow trainer.seed
     upstream = make_upstream(cfg)
     outputs = task_outputs(cfg.task.name, Path(data.manifest_dir), train.manifest.labels[kinds[0]])
     task = build_task(cfg.task, upstream, outputs)
     metric, higher = cfg.task.selection()
     trainer = Trainer(
         task, train, cfg.trainer, cfg.optim, run_dir,
-        evaluate=dev_evaluator(cfg.task.name, eval_data_config(data, kinds)),
+        evaluate=dev_evaluator(cfg.task.name, eval_data_config(data, kinds), ctx),
         select_metric=metric, higher_is_better=higher,
         param_groups=task.parameter_groups(cfg.optim.lr, cfg.encoder_lr_scale, cfg.optim.weight_decay),
         config_to_save=saved_config(cfg, upstream, outputs, data),
     )
-    return trainer.fit()
+    try:
+        summary = trainer.fit()
+    finally:
+        shutdown(ctx)
+    return summary if ctx.is_main else None
 
 
 @hydra_app("finetune")
@@ -203,6 +229,8 @@ def main(node: Any) -> None:
             except FileNotFoundError as error:
                 raise ConfigError(f"invalid config at '{key}': {error}") from None
     summary = finetune(cfg)
+    if summary is None:  # not rank 0
+        return
     metric = summary["select_metric"]
     best = summary["best_metric"]
     shown = f"{best:.4f}" if best is not None else "n/a"

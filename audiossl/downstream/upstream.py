@@ -7,6 +7,7 @@ EncoderOutput``. Heads and tasks never know which one they got.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from audiossl.models.output import EncoderOutput
+
+log = logging.getLogger(__name__)
 
 BASELINES = ("random", "fbank", "mfcc")
 
@@ -39,20 +42,22 @@ class UpstreamSpec:
 class Upstream(nn.Module):
     """Base: ``forward(waveforms, lengths) -> EncoderOutput``, plus the frame geometry tasks need.
 
-    ``frame_stride`` (samples between frames) maps alignments in seconds onto frames; ``num_layers`` is
-    the number of ``hidden_states`` a weighted layer sum mixes; ``dim`` is their width.
+    ``frame_stride`` (samples between frames) and ``receptive_field`` (samples one frame sees, from
+    ``frame * frame_stride`` on) map alignments in seconds onto frames; ``num_layers`` is the number of
+    ``hidden_states`` a weighted layer sum mixes; ``dim`` is their width. ``padding_invariant`` is False
+    when an utterance's frames change with the padding around it in a batch (GroupNorm over time in the
+    first conv, as in wav2vec 2.0 BASE): exact per-utterance features then need one utterance per forward.
     """
 
     frame_stride: int
+    receptive_field: int
     num_layers: int
     dim: int
     spec: UpstreamSpec
+    padding_invariant: bool = True
 
-    def set_trainable(self, feature_encoder: bool, context: bool) -> None:
+    def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: bool = False) -> None:
         """Front-ends have nothing to train; encoders override this."""
-
-    def trainable(self) -> bool:
-        return any(parameter.requires_grad for parameter in self.parameters())
 
 
 class FrontEndUpstream(Upstream):
@@ -66,6 +71,7 @@ class FrontEndUpstream(Upstream):
             raise ValueError(f"unknown front-end {kind!r}; choose fbank or mfcc")
         self.frontend = FRONTENDS[kind](cmvn=cmvn)
         self.frame_stride = int(self.frontend.downsample)
+        self.receptive_field = int(self.frontend.win_length)
         self.dim = int(self.frontend.output_dim)
         self.num_layers = 1
         self.spec = UpstreamSpec(kind=kind, source=kind, cmvn=cmvn)
@@ -82,37 +88,53 @@ class EncoderUpstream(Upstream):
     ``encoder.feature_encoder...``, exactly like a pretraining checkpoint: ``load_pretrained_encoder``
     accepts fine-tuned checkpoints too.
 
-    Freezing is explicit state rather than optimizer tricks: frozen parts get ``requires_grad=False`` (no
-    gradients, AdamW skips them) and stay in eval mode (no dropout noise) even when the trainer calls
-    ``train()``.
+    Freezing is explicit state rather than optimizer tricks: a frozen part runs without autograd (no
+    gradients, AdamW skips it) and stays in eval mode (no dropout noise) even when the trainer calls
+    ``train()``. ``requires_grad`` only marks what may *ever* train (``set_trainable(..., may_thaw=...)``):
+    DistributedDataParallel registers its gradient buckets once, at wrapping time, so a part that thaws
+    later must already be registered then, or its gradients would never be averaged across ranks.
     """
 
     def __init__(self, encoder: nn.Module, spec: UpstreamSpec) -> None:
         super().__init__()
         for name, child in encoder.named_children():
             self.add_module(name, child)
+        for name, parameter in encoder.named_parameters(recurse=False):  # e.g. the mask embedding
+            self.register_parameter(name, parameter)
         object.__setattr__(self, "_encoder", encoder)  # not a submodule: its children already are
         self.spec = spec
         self.frame_stride = int(encoder.downsample)
+        self.receptive_field = int(encoder.feature_encoder.receptive_field)
         self.num_layers = int(encoder.num_hidden_states)
         self.dim = int(encoder.output_dim)
+        self.padding_invariant = encoder.config.conv_norm != "group_norm_first"
         self._frozen = {"feature_encoder": False, "context": False}
+
+    @property
+    def base_encoder(self) -> nn.Module:
+        """The wrapped ``Encoder`` (same parameters), e.g. to export it."""
+        return self._encoder
 
     def forward(self, waveforms: Tensor, lengths: Tensor, masker: nn.Module | None = None) -> EncoderOutput:
         """``masker`` (training only) hides spans of the projected features before the context network,
-        where wav2vec 2.0 fine-tuning masks them."""
-        encoder = self._encoder
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable()):
+        where wav2vec 2.0 fine-tuning masks them, filling masked frames with the encoder's mask embedding."""
+        encoder, grad = self._encoder, torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad and not self._frozen["feature_encoder"]):
             z, frame_lengths = encoder.extract(waveforms, lengths)
+        with torch.set_grad_enabled(grad and not self._frozen["context"]):
             projected = encoder.project(z)
             if masker is not None:
-                projected = masker(projected)
+                projected = masker(projected, encoder.mask_embedding)
             return encoder.contextualize(projected, frame_lengths, z)
 
-    def set_trainable(self, feature_encoder: bool, context: bool) -> None:
+    def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: bool = False) -> None:
+        """Train the parts named True; ``may_thaw``: the context may become trainable later (keep it
+        registered for gradients, see the class docstring)."""
         self._frozen = {"feature_encoder": not feature_encoder, "context": not context}
         for name, module in self.named_children():
-            module.requires_grad_(not self._frozen[_part(name)])
+            module.requires_grad_(not self._frozen[_part(name)] or (may_thaw and _part(name) == "context"))
+        for name, parameter in self.named_parameters(recurse=False):
+            parameter.requires_grad_(not self._frozen["context"] or may_thaw)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> EncoderUpstream:
@@ -130,7 +152,8 @@ def _part(child: str) -> str:
 
 
 def build_upstream(init: str, encoder_config: Any = None, cmvn: bool = True) -> Upstream:
-    """``init`` is a pretraining checkpoint (any objective) or ``random`` / ``fbank`` / ``mfcc``.
+    """``init`` is a pretraining checkpoint (any objective), a peer checkpoint (HF directory, fairseq
+    ``.pt``, our torchaudio file, fairseq2 checkpoint) or ``random`` / ``fbank`` / ``mfcc``.
 
     ``random`` builds ``encoder_config`` (an ``EncoderConfig``) with fresh weights, the reference that
     shows what pretraining bought. ``cmvn`` applies to the front-ends (see ``UpstreamSpec``).
@@ -143,19 +166,43 @@ def build_upstream(init: str, encoder_config: Any = None, cmvn: bool = True) -> 
         if encoder_config is None:
             raise ValueError("init=random needs an encoder config (the 'encoder' key)")
         return EncoderUpstream(build_encoder(encoder_config), UpstreamSpec("encoder", "random", asdict(encoder_config)))
-    from audiossl.training.checkpoint import load_pretrained_encoder
-
     checkpoint = resolve_checkpoint(init)
-    encoder = load_pretrained_encoder(checkpoint)
+    encoder = load_encoder(checkpoint)
     return EncoderUpstream(encoder, UpstreamSpec("encoder", str(checkpoint), asdict(encoder.config)))
 
 
+def load_encoder(checkpoint: Path) -> Any:
+    """The encoder of an audiossl checkpoint (pretraining or fine-tuning) or of a peer checkpoint, read once."""
+    from audiossl.models.interop import load_peer, open_checkpoint
+    from audiossl.training.checkpoint import encoder_from_checkpoint
+
+    opened = open_checkpoint(checkpoint)
+    if opened.kind == "audiossl":
+        return encoder_from_checkpoint(opened.contents, checkpoint)
+    peer = load_peer(opened)
+    for note in peer.notes:
+        log.warning("%s (%s): %s", checkpoint, peer.kind, note)
+    return peer.encoder
+
+
+def encoder_config_of(path: str | Path) -> Any:
+    """The ``EncoderConfig`` an audiossl or peer checkpoint describes (``init=random encoder_from=...``).
+
+    Read under a forked RNG: building the encoder draws initial weights, and the random encoder built next
+    must get the same weights from ``trainer.seed`` whatever was read before it.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return load_encoder(resolve_checkpoint(path)).config
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory (its ``best.pt`` when there is one, else its latest step)."""
+    """A checkpoint file, a peer checkpoint directory (HF, fairseq2), or a run directory (its ``best.pt``
+    when there is one, else its latest step)."""
+    from audiossl.models.interop import directory_kind
     from audiossl.training.checkpoint import BEST_NAME, checkpoint_dir, latest_checkpoint
 
     path = Path(path)
-    if path.is_file():
+    if path.is_file() or directory_kind(path) is not None:
         return path
     if path.is_dir():
         best = checkpoint_dir(path) / BEST_NAME
@@ -163,7 +210,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if found is not None:
             return found
         raise FileNotFoundError(f"run directory {path} holds no checkpoint under {checkpoint_dir(path)}")
-    raise FileNotFoundError(f"{path} is neither a checkpoint file, a run directory nor one of {list(BASELINES)}")
+    raise FileNotFoundError(f"{path} is neither a checkpoint file, a run directory, an HF or fairseq2 checkpoint "
+                            f"directory nor one of {list(BASELINES)}")
 
 
 def rebuild_upstream(spec: UpstreamSpec) -> Upstream:
