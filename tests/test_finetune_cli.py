@@ -8,77 +8,15 @@ recomputation (greedy decoding of the saved model, jiwer on the raw strings) giv
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import jiwer
-import numpy as np
 import pytest
 import soundfile
 import torch
 
-from audiossl.data.manifest import ManifestRow, count_symbols, write_dict, write_manifest
-from audiossl.downstream.vocab import words_to_letters
-
-SAMPLE_RATE = 16_000
-LETTERS = "ABEHLO"
-WORDS = ["HA", "BE", "HOLE", "ABLE", "BALL", "HELLO", "LOBE", "OBOE"]
-LETTER_SECONDS, GAP_SECONDS = 0.08, 0.06
-SPLITS = {"train_10min": 12, "dev_clean": 4, "test_clean": 4, "test_other": 3}
-TINY_ENCODER = [
-    "encoder.conv_layers=[[16,10,5],[16,3,2],[16,3,2],[16,3,2],[16,3,2],[16,2,2],[16,2,2]]",
-    "encoder.model_dim=32", "encoder.num_layers=2", "encoder.num_heads=2", "encoder.ffn_dim=64",
-    "encoder.pos_conv_kernel=8", "encoder.pos_conv_groups=4",
-]
-
-
-def tone_utterance(words: list[str], pitch: float, rng: np.random.Generator) -> tuple[np.ndarray, str]:
-    """Waveform and ``.align`` line: each letter a tone (its own frequency), silence between words."""
-    pieces, segments, time = [], [], 0.0
-    for word in words:
-        for letter in word:
-            t = np.arange(int(LETTER_SECONDS * SAMPLE_RATE)) / SAMPLE_RATE
-            pieces.append(0.4 * np.sin(2 * np.pi * pitch * (300 + 170 * LETTERS.index(letter)) * t))
-            segments.append(f"{letter}:{time:.3f}:{time + LETTER_SECONDS:.3f}")
-            time += LETTER_SECONDS
-        pieces.append(np.zeros(int(GAP_SECONDS * SAMPLE_RATE)))
-        segments.append(f"SIL:{time:.3f}:{time + GAP_SECONDS:.3f}")
-        time += GAP_SECONDS
-    wave = np.concatenate(pieces) + 0.01 * rng.standard_normal(sum(p.size for p in pieces))
-    return wave.astype(np.float32), " ".join(segments)
-
-
-def write_tone_corpus(root: Path) -> Path:
-    """LibriSpeech-named FLACs and fairseq manifests with every label kind; returns the manifest dir."""
-    rng = np.random.default_rng(0)
-    manifests = root / "manifests"
-    for split, count in SPLITS.items():
-        rows, labels = [], {kind: [] for kind in ("wrd", "ltr", "phn", "spk", "align")}
-        for index in range(count):
-            speaker = ("100", "200")[index % 2]
-            words = [WORDS[i] for i in rng.choice(len(WORDS), size=2 + index % 2)]
-            wave, alignment = tone_utterance(words, 1.0 if speaker == "100" else 1.1, rng)
-            relpath = f"{split}/{speaker}/1/{speaker}-1-{index:04d}.flac"
-            (root / "audio" / relpath).parent.mkdir(parents=True, exist_ok=True)
-            soundfile.write(root / "audio" / relpath, wave, SAMPLE_RATE)
-            rows.append(ManifestRow(relpath, wave.size))
-            text = " ".join(words)
-            for kind, line in (("wrd", text), ("ltr", words_to_letters(text)), ("phn", " ".join(text.replace(" ", ""))),
-                               ("spk", speaker), ("align", alignment)):
-                labels[kind].append(line)
-        write_manifest(manifests, split, root / "audio", rows, labels)
-        if split == "train_10min":
-            write_dict(manifests / "dict.ltr.txt", count_symbols(labels["ltr"]), extra_symbols=[*LETTERS, "|"])
-            write_dict(manifests / "dict.phn.txt", count_symbols(labels["phn"]), extra_symbols=LETTERS)
-    return manifests
-
-
-def run_cli(name: str, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TORCH_COMPILE_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", f"from audiossl.cli.{name} import main; main()", *overrides]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+from _tone_corpus import TINY_ENCODER, run_cli, write_tone_corpus
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +97,27 @@ def test_bad_init_names_the_key(corpus: Path, tmp_path: Path, monkeypatch: pytes
     assert stopped.value.code == 2
     assert "'init'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing was started
+
+
+def test_evaluate_a_new_test_set_and_an_lm_with_unspellable_words(finetuned: Path, corpus: Path,
+                                                                    tmp_path: Path) -> None:
+    """A manifest dir holding only a test split works (the LM text comes from the run's own training
+    manifests), and a user ARPA with words the model cannot spell loses those words, not the run."""
+    import shutil
+
+    from audiossl.downstream.lm import build_arpa
+
+    new_set = tmp_path / "new_set"
+    new_set.mkdir()
+    for path in corpus.glob("test_clean.*"):
+        shutil.copy(path, new_set / path.name.replace("test_clean", "my_test"))
+    done = run_cli("evaluate", f"checkpoint={finetuned}", f"manifest_dir={new_set}", "splits=[my_test]",
+                   "decoders=[greedy,lm]", f"out_dir={tmp_path / 'a'}", "lm.order=2", "lm.beam_size=8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "my_test" in done.stdout and "of train_10min" in done.stdout  # the run's own training text
+
+    build_arpa(["HELLO BALL", "ZÜRICH HELLO", "HA ABLE"], tmp_path / "user.arpa", 2)
+    done = run_cli("evaluate", f"checkpoint={finetuned}", "splits=[test_clean]", "decoders=[lm]",
+                   f"out_dir={tmp_path / 'b'}", f"lm.arpa={tmp_path / 'user.arpa'}", "lm.beam_size=8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "left out 1 of" in done.stdout + done.stderr and "ZÜRICH" in done.stdout + done.stderr

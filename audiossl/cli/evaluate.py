@@ -3,6 +3,7 @@
     audiossl-evaluate checkpoint=runs/ft/w2v2                      # best.pt of a run (or a .pt file)
     audiossl-evaluate runs=[runs/ft/w2v2,runs/ft/random] names=[pretrained,random] decoders=[greedy,lm]
     audiossl-evaluate checkpoint=runs/ft/w2v2 lm.arpa=4-gram.arpa lm.lexicon=librispeech_lexicon.lst
+    audiossl-evaluate checkpoint=hf/wav2vec2-base-960h manifest_dir=manifests/libri   # a peer's CTC model
 
 Every run is rebuilt from its checkpoint alone. ``lm`` decoding (ASR) uses ``lm.arpa`` when given (e.g.
 the LibriSpeech 4-gram), else an n-gram built with ``lm.build_arpa`` from the manifest's ``lm.text_split``
@@ -16,17 +17,18 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from audiossl.cli._hydra import hydra_app
 from audiossl.cli.finetune import eval_data_config, label_kinds
 from audiossl.config import ConfigError, check_choice, to_config
-from audiossl.data.manifest import Manifest
 from audiossl.data.pipeline import AudioPipeline, DataConfig
 from audiossl.downstream.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
-from audiossl.downstream.lm import arpa_vocabulary, build_arpa
-from audiossl.downstream.tasks import CTCTask, Decoder, DownstreamTask, Prediction, load_finetuned, predict_all
+from audiossl.downstream.lm import arpa_vocabulary, manifest_arpa, text_arpa
+from audiossl.downstream.interop import load_any_finetuned
+from audiossl.downstream.tasks import CTCTask, Decoder, DownstreamTask, Prediction, predict_all
+from audiossl.models.interop import InteropError
+from audiossl.progress import progress_bar
 from audiossl.reports.report import write_report
+from audiossl.training.distributed import resolve_device
 from audiossl.reports.results import SystemResult, UtteranceResult, headline, save_results
 
 DECODERS = ("greedy", "lm")
@@ -40,7 +42,8 @@ class LMConfig:
 
     arpa: str | None = None
     lexicon: str | None = None
-    text_split: str = "train_clean"
+    text: str | None = None  # a text file, one sentence per line, to build the n-gram from
+    text_split: str = "train_clean"  # else this split's .wrd in the run's own manifest dir
     order: int = 3
     beam_size: int = 50
     beam_threshold: float = 25.0
@@ -66,6 +69,7 @@ class EvaluateConfig:
     title: str = "audiossl evaluation"
     worst: int = 5
     max_batch_samples: int = 960_000
+    device: str = "auto"  # auto: the GPU when there is one
     lm: LMConfig = field(default_factory=LMConfig)
 
     def systems(self) -> list[tuple[str, str]]:
@@ -102,9 +106,11 @@ class LoadedRun:
 
 
 def load_run(name: str, path: str) -> LoadedRun:
+    """Our fine-tuning run, or a peer's CTC checkpoint (HF ``*ForCTC`` directory, fine-tuned fairseq ``.pt``
+    with ``dict.ltr.txt`` next to it, fairseq2 ASR checkpoint), which is scored on ``manifest_dir``."""
     try:
-        task, config, checkpoint = load_finetuned(path)
-    except FileNotFoundError as error:
+        task, config, checkpoint = load_any_finetuned(path)
+    except (FileNotFoundError, InteropError) as error:
         raise ConfigError(f"invalid config at 'runs': {error}") from None
     return LoadedRun(name, task, config, checkpoint)
 
@@ -112,38 +118,42 @@ def load_run(name: str, path: str) -> LoadedRun:
 _LM_DECODERS: dict[tuple, LMBeamDecoder] = {}
 
 
-def lm_decoder(run: LoadedRun, cfg: EvaluateConfig, manifest_dir: Path) -> LMBeamDecoder:
+def lm_decoder(run: LoadedRun, cfg: EvaluateConfig) -> LMBeamDecoder:
     """The LM beam decoder (loaded once per vocabulary and LM; runs of one report share it)."""
-    key = (tuple(run.task.vocab.symbols), str(manifest_dir), astuple(cfg.lm), cfg.out_dir)
+    key = (tuple(run.task.vocab.symbols), run.data.manifest_dir, run.data.train_split, astuple(cfg.lm), cfg.out_dir)
     if key not in _LM_DECODERS:
-        _LM_DECODERS[key] = _build_lm_decoder(run, cfg, manifest_dir)
+        _LM_DECODERS[key] = _build_lm_decoder(run, cfg)
     return _LM_DECODERS[key]
 
 
-def _build_lm_decoder(run: LoadedRun, cfg: EvaluateConfig, manifest_dir: Path) -> LMBeamDecoder:
-    """With no ``lm.arpa`` an n-gram is built from the manifest's training transcripts."""
-    arpa = Path(cfg.lm.arpa) if cfg.lm.arpa else corpus_arpa(cfg.lm, manifest_dir, Path(cfg.out_dir) / "lm")
+def _build_lm_decoder(run: LoadedRun, cfg: EvaluateConfig) -> LMBeamDecoder:
+    """With no ``lm.arpa`` an n-gram is built from ``lm.text``, else from training transcripts of the run's own
+    manifests (``lm.text_split``, or the run's training split when that split is not there): evaluation
+    manifests (a new test set) need no training text."""
+    arpa = Path(cfg.lm.arpa) if cfg.lm.arpa else training_arpa(run, cfg.lm, Path(cfg.out_dir) / "lm")
     if not arpa.is_file():
         raise ConfigError(f"invalid config at 'lm.arpa': {arpa} does not exist")
-    lexicon = Path(cfg.lm.lexicon) if cfg.lm.lexicon else write_lexicon(arpa_vocabulary(arpa), arpa.with_suffix(".lexicon"))
+    lexicon = (Path(cfg.lm.lexicon) if cfg.lm.lexicon
+               else write_lexicon(arpa_vocabulary(arpa), arpa.with_suffix(".lexicon"), vocab=run.task.vocab))
     settings = BeamSettings(beam_size=cfg.lm.beam_size, beam_threshold=cfg.lm.beam_threshold,
                             lm_weight=cfg.lm.lm_weight, word_score=cfg.lm.word_score)
     return LMBeamDecoder(run.task.vocab, arpa, lexicon, settings)
 
 
-def corpus_arpa(lm: LMConfig, manifest_dir: Path, out_dir: Path) -> Path:
-    """An n-gram over ``lm.text_split``'s ``.wrd`` lines, rebuilt only when the transcripts are newer."""
-    text = manifest_dir / f"{lm.text_split}.wrd"
-    arpa = out_dir / f"{lm.text_split}.{lm.order}gram.arpa"
-    if arpa.is_file() and arpa.stat().st_mtime >= text.stat().st_mtime:
-        return arpa
-    sentences = Manifest.load(manifest_dir / f"{lm.text_split}.tsv", labels=["wrd"]).labels["wrd"]
-    stats = build_arpa(sentences, arpa, lm.order)
-    print(f"built a {lm.order}-gram LM from {stats.sentences} sentences of {lm.text_split}: {arpa}")
-    return arpa
+def training_arpa(run: LoadedRun, lm: LMConfig, out_dir: Path) -> Path:
+    if lm.text is not None:
+        if not Path(lm.text).is_file():
+            raise ConfigError(f"invalid config at 'lm.text': {lm.text} does not exist")
+        return text_arpa(lm.text, lm.order, out_dir)
+    manifest_dir = Path(run.data.manifest_dir)
+    split = lm.text_split if (manifest_dir / f"{lm.text_split}.wrd").is_file() else run.data.train_split
+    if not (manifest_dir / f"{split}.wrd").is_file():
+        raise ConfigError(f"invalid config at 'lm.text': no {lm.text_split}.wrd or {split}.wrd in the run's manifests "
+                          f"{manifest_dir}; name a text file (lm.text=...) or an ARPA (lm.arpa=...)")
+    return manifest_arpa(manifest_dir, split, lm.order, out_dir)
 
 
-def decoders_for(run: LoadedRun, cfg: EvaluateConfig, manifest_dir: Path) -> dict[str, Decoder] | None:
+def decoders_for(run: LoadedRun, cfg: EvaluateConfig) -> dict[str, Decoder] | None:
     """Greedy and/or LM for letter CTC runs; None (argmax) for classification tasks."""
     if not isinstance(run.task, CTCTask):
         return None
@@ -151,7 +161,7 @@ def decoders_for(run: LoadedRun, cfg: EvaluateConfig, manifest_dir: Path) -> dic
     if "greedy" in cfg.decoders:
         chosen["greedy"] = GreedyDecoder(run.task.vocab)
     if "lm" in cfg.decoders and run.task.vocab.is_letters:
-        chosen["lm"] = lm_decoder(run, cfg, manifest_dir)
+        chosen["lm"] = lm_decoder(run, cfg)
     return chosen
 
 
@@ -162,9 +172,9 @@ def evaluate_split(run: LoadedRun, split: str, cfg: EvaluateConfig, notes: list[
     kinds = label_kinds(run.task_name, manifest_dir, [split])
     data = eval_data_config(replace(data, manifest_dir=str(manifest_dir)), kinds, cfg.max_batch_samples)
     pipeline = AudioPipeline(data, split, train=False)
-    decoders = decoders_for(run, cfg, manifest_dir)
-    batches = tqdm(pipeline, total=len(pipeline), desc=f"{run.name} {split}", unit="batch", leave=False)
-    predicted = predict_all(run.task, batches, decoders)
+    decoders = decoders_for(run, cfg)
+    batches = progress_bar(pipeline, total=len(pipeline), desc=f"{run.name} {split}", unit="batch", leave=False)
+    predicted = predict_all(run.task, batches, decoders, device=resolve_device(cfg.device))
     expected = pipeline.num_rows
     scored = len(next(iter(predicted.values()), []))
     if scored != expected:
@@ -189,7 +199,10 @@ def run_notes(run: LoadedRun) -> str:
 
 def evaluate(cfg: EvaluateConfig) -> tuple[Path, list[SystemResult]]:
     """Score every run on every split with every decoder; write the report; return its path and results."""
+    device = resolve_device(cfg.device)
     runs = [load_run(name, path) for name, path in cfg.systems()]
+    for run in runs:
+        run.task.to(device)
     notes = [run_notes(run) for run in runs]
     results: list[SystemResult] = []
     for run in runs:
