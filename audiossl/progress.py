@@ -85,6 +85,6 @@ def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
     return LineProgress(iterable, **kwargs)
 
 
-def write_line(text: str) -> None:
-    """Print a message to stdout without tearing a tqdm bar drawn on stderr."""
-    tqdm.write(text, file=sys.stdout)
+def write_line(text: str, stream: Any = None) -> None:
+    """Print a message (to stdout, or ``stream``) without tearing a tqdm bar drawn on stderr."""
+    tqdm.write(text, file=stream or sys.stdout)

@@ -17,10 +17,7 @@ SPLITS = {"train_10min": 6, "dev_clean": 3, "test_clean": 3}
 TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "|", *LETTERS]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 @pytest.fixture(scope="module")

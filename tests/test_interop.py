@@ -27,10 +27,7 @@ TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "|", *LETTERS]
 """HF's usual CTC vocabulary layout: ``<pad>`` (the blank) first, then the specials, ``|`` and the letters."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("one_thread_seeded")
 
 
 @pytest.fixture(scope="module")

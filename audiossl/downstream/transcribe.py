@@ -10,6 +10,8 @@ alignment) over audio duration: below 1 is faster than real time.
 
 from __future__ import annotations
 
+import sys
+
 import json
 import time
 from collections.abc import Callable
@@ -104,7 +106,7 @@ def transcribe(task: CTCTask, decoder: Decoder, paths: list[Path], policy: Audio
         outcome = transcribe_file(task, decoder, path, policy, device)
         if isinstance(outcome, Skipped):
             run.skipped.append(outcome)
-            write_line(f"skipped {outcome.path}: {outcome.fault} ({outcome.detail})")
+            write_line(f"skipped {outcome.path}: {outcome.fault} ({outcome.detail})", sys.stderr)
             continue
         run.wall_seconds += time.perf_counter() - start
         run.audio_seconds += outcome.seconds
