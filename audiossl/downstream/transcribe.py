@@ -10,9 +10,8 @@ alignment) over audio duration: below 1 is faster than real time.
 
 from __future__ import annotations
 
-import sys
-
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
