@@ -3,22 +3,25 @@
 #
 #   1. build the embedded corpus (espeak-ng speech in the LibriSpeech layout)   skipped when already built
 #   2. write fairseq manifests + the Libri-light-style 10-minute split          skipped when already written
-#   3. pretrain a tiny encoder (wav2vec 2.0 by default; OBJECTIVE=cpc|apc|cola make demo for the others)
+#   3. pretrain a tiny encoder (HuBERT by default, after its MFCC k-means targets; OBJECTIVE=cpc|wav2vec2|apc|cola
+#      make demo for the others)
 #   4. fine-tune letter CTC ASR on 10 minutes of labels, twice with one recipe:
 #      from the pretrained encoder, and from a random encoder of the same architecture (the reference point)
-#   5. decode test-clean and test-other, greedy and with a 3-gram LM, into ONE side-by-side WER report
+#   5. probe the frozen features (frame phones, ABX, speaker ID) of MFCC, the random and the pretrained encoder
+#   6. decode test-clean and test-other, greedy and with a 3-gram LM, into ONE report: WER table, probe table,
+#      learning curves with the dev CER of both fine-tunings
 #
 # Every step resumes or skips when its output is there, so running it again is cheap. Knobs (environment):
-#   OBJECTIVE (wav2vec2)   pretraining objective: the experiment preset is conf/experiment/${OBJECTIVE}_tiny.yaml
-#   DEMO_DIR (runs/demo)  where the runs go; the report goes to $DEMO_DIR/report
-#   PRETRAIN_STEPS / FINETUNE_STEPS   override the tuned step counts (e.g. for a quicker look)
+#   OBJECTIVE (hubert)   pretraining objective: the experiment preset is conf/experiment/${OBJECTIVE}_tiny.yaml
+#   DEMO_DIR (runs/demo)  where the runs go; the report goes to $DEMO_DIR/report_$OBJECTIVE
+#   PRETRAIN_STEPS / FINETUNE_STEPS   override the demo's step counts (e.g. for a quicker look)
 #   PRETRAINED=<checkpoint or run dir>   skip step 3 and fine-tune from an existing pretraining run instead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export TORCH_COMPILE_DISABLE=1 HYDRA_FULL_ERROR=0
 BIN=.venv/bin
-OBJECTIVE=${OBJECTIVE:-wav2vec2}
+OBJECTIVE=${OBJECTIVE:-hubert}
 DEMO_DIR=${DEMO_DIR:-runs/demo}
 CORPUS=data/synth
 MANIFESTS=manifests/synth
@@ -26,6 +29,9 @@ PRETRAIN_DIR=${PRETRAINED:-$DEMO_DIR/pretrain_$OBJECTIVE}
 FT_PRETRAINED=$DEMO_DIR/asr_10min_$OBJECTIVE
 FT_RANDOM=$DEMO_DIR/asr_10min_random_$OBJECTIVE
 REPORT=$DEMO_DIR/report_$OBJECTIVE
+PROBES=$DEMO_DIR/probes_$OBJECTIVE
+DEMO_PRETRAIN_STEPS=3000   # the preset's recipe, cut to fit the demo's 15 minutes (the preset runs longer)
+DEMO_FINETUNE_STEPS=2500
 started=$SECONDS
 
 stage() {  # stage NAME: print a banner with the elapsed time
@@ -38,10 +44,10 @@ stage() {  # stage NAME: print a banner with the elapsed time
   exit 2
 }
 
-stage "1/5 embedded corpus -> $CORPUS"
+stage "1/6 embedded corpus -> $CORPUS"
 $BIN/audiossl-synth out_dir=$CORPUS  # skips the build when corpus.json says the same corpus is there
 
-stage "2/5 manifests -> $MANIFESTS"
+stage "2/6 manifests -> $MANIFESTS"
 if [ -f $MANIFESTS/train_10min.tsv ] && [ $MANIFESTS/train_10min.tsv -nt $CORPUS/corpus.json ]; then
   echo "manifests are up to date"
 else
@@ -49,27 +55,35 @@ else
 fi
 
 if [ -n "${PRETRAINED:-}" ]; then
-  stage "3/5 pretraining: reusing PRETRAINED=$PRETRAINED"
+  stage "3/6 pretraining: reusing PRETRAINED=$PRETRAINED"
 else
-  stage "3/5 pretraining ($OBJECTIVE, tiny preset) -> $PRETRAIN_DIR"
+  if [ "$OBJECTIVE" = hubert ]; then
+    stage "3/6 HuBERT targets: MFCC k-means on the encoder's 10 ms grid -> $MANIFESTS/{train_clean,dev_clean}.km"
+    $BIN/audiossl-kmeans manifest_dir=$MANIFESTS frame_stride=160 receptive_field=465
+  fi
+  stage "3/6 pretraining ($OBJECTIVE, tiny preset) -> $PRETRAIN_DIR"
   $BIN/audiossl-pretrain +experiment=${OBJECTIVE}_tiny run_dir=$PRETRAIN_DIR \
-    ${PRETRAIN_STEPS:+trainer.max_steps=$PRETRAIN_STEPS}
+    trainer.max_steps=${PRETRAIN_STEPS:-$DEMO_PRETRAIN_STEPS}
 fi
 
 # One recipe for both systems (conf/finetune.yaml + conf/task/asr.yaml); only the initialisation differs.
-# best.pt by dev CER: at this size both systems sit near 100 % WER, where WER cannot rank checkpoints.
+# best.pt by dev CER: with 10 minutes of labels WER sits near 100 %, where it cannot rank checkpoints.
 RECIPE=(task=asr data.manifest_dir=$MANIFESTS data.train_split=train_10min data.valid_split=dev_clean
-        task.select_metric=cer ${FINETUNE_STEPS:+trainer.max_steps=$FINETUNE_STEPS})
+        task.select_metric=cer trainer.max_steps=${FINETUNE_STEPS:-$DEMO_FINETUNE_STEPS})
 
-stage "4/5 fine-tuning ASR on train_10min: pretrained encoder -> $FT_PRETRAINED"
+stage "4/6 fine-tuning ASR on train_10min: pretrained encoder -> $FT_PRETRAINED"
 $BIN/audiossl-finetune "${RECIPE[@]}" init=$PRETRAIN_DIR run_dir=$FT_PRETRAINED
 
-stage "4/5 fine-tuning ASR on train_10min: random encoder, same architecture -> $FT_RANDOM"
+stage "4/6 fine-tuning ASR on train_10min: random encoder, same architecture -> $FT_RANDOM"
 $BIN/audiossl-finetune "${RECIPE[@]}" init=random encoder_from=$PRETRAIN_DIR run_dir=$FT_RANDOM
 
-stage "5/5 decoding test_clean + test_other (greedy, 3-gram LM) -> $REPORT"
+stage "5/6 frozen-feature probes: MFCC, random and pretrained encoders -> $PROBES"
+$BIN/audiossl-bench "upstreams=[mfcc,random,$PRETRAIN_DIR]" "names=[mfcc,random_init,${OBJECTIVE}_pretrained]" \
+  random_from=$PRETRAIN_DIR "tasks=[phone_frames,abx,speaker]" out_dir=$PROBES
+
+stage "6/6 decoding test_clean + test_other (greedy, 3-gram LM) -> $REPORT"
 $BIN/audiossl-evaluate runs="[$FT_PRETRAINED,$FT_RANDOM]" names="[${OBJECTIVE}_pretrained,random_init]" \
-  splits="[test_clean,test_other]" decoders="[greedy,lm]" out_dir=$REPORT \
+  splits="[test_clean,test_other]" decoders="[greedy,lm]" out_dir=$REPORT bench=$PROBES \
   title="'Few-label ASR (10 min of labels): ${OBJECTIVE} pretraining vs random init'"
 
 stage "done"

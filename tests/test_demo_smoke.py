@@ -34,8 +34,9 @@ def demo_overrides(command: str) -> list[str]:
     text = DEMO.read_text()
     recipe = re.search(r"RECIPE=\((.*?)\)", text, re.S).group(1).split()
     if command == "finetune":
-        return [item for item in recipe if not item.startswith("${")] + ["init=random", "run_dir=runs/x"]
-    return ["runs=[a,b]", "names=[x,y]", "splits=[test_clean,test_other]", "decoders=[greedy,lm]", "out_dir=r"]
+        return [re.sub(r"\$\{[^}]*\}", "100", item) for item in recipe] + ["init=random", "run_dir=runs/x"]
+    return ["runs=[a,b]", "names=[x,y]", "splits=[test_clean,test_other]", "decoders=[greedy,lm]", "out_dir=r",
+            "bench=probes"]
 
 
 def test_demo_overrides_compose_with_the_configs() -> None:

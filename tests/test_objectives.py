@@ -319,6 +319,10 @@ def test_hubert_reads_each_crops_own_frames_of_the_label_line(tmp_path):
     batch.offsets = torch.tensor([stride + 7, 0])
     with pytest.raises(ValueError, match="data.crop_step=320"):
         objective._frame_targets(batch, 49)
+    batch.offsets = torch.zeros(2, dtype=torch.long)
+    batch.labels["km"] = [" ".join(["1"] * 25)] * 2  # 40 ms labels for a 20 ms encoder: half the frames
+    with pytest.raises(ValueError, match="another frame grid"):
+        objective._frame_targets(batch, 49)
 
 
 def test_hubert_names_missing_or_bad_labels(tmp_path):

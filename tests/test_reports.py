@@ -128,3 +128,13 @@ def test_results_round_trip_and_bad_task(tmp_path):
     assert loaded == results
     with pytest.raises(ValueError, match="task 'asrr'"):
         SystemResult("x", "dev", "greedy", "asrr", [])
+
+
+def test_learning_curves_read_the_trainers_nested_validation_metrics(tmp_path):
+    """``metrics.jsonl`` as the Trainer writes it: dev metrics nest under ``metrics`` in ``valid`` records."""
+    lines = [json.dumps({"step": 10, "split": "train", "loss": 2.0, "metrics": {"acc": 0.1}}),
+             json.dumps({"step": 10, "split": "valid", "metrics": {"cer": 0.7, "wer": 1.0}})]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    records = read_metrics_jsonl(tmp_path)
+    assert records[0] == {"step": 10.0, "loss": 2.0}
+    assert records[1] == {"step": 10.0, "dev_cer": 0.7, "dev_wer": 1.0}

@@ -27,6 +27,7 @@ from audiossl.downstream.interop import load_any_finetuned
 from audiossl.downstream.tasks import CTCTask, Decoder, DownstreamTask, Prediction, predict_all
 from audiossl.models.interop import InteropError
 from audiossl.progress import progress_bar
+from audiossl.reports.bench import probe_section
 from audiossl.reports.report import write_report
 from audiossl.training.distributed import resolve_device
 from audiossl.reports.results import SystemResult, UtteranceResult, headline, save_results
@@ -70,6 +71,7 @@ class EvaluateConfig:
     worst: int = 5
     max_batch_samples: int = 960_000
     device: str = "auto"  # auto: the GPU when there is one
+    bench: str | None = None  # an audiossl-bench out_dir: its probe table goes into this report
     lm: LMConfig = field(default_factory=LMConfig)
 
     def systems(self) -> list[tuple[str, str]]:
@@ -213,7 +215,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Path, list[SystemResult]]:
                      f"beam {cfg.lm.beam_size}, lm_weight {cfg.lm.lm_weight}, word_score {cfg.lm.word_score}.")
     curves = {run.name: run.run_dir for run in runs if (run.run_dir / "metrics.jsonl").is_file()}
     save_results(Path(cfg.out_dir) / "results.json", results)
-    return write_report(cfg.out_dir, results, cfg.title, curves, notes, cfg.worst), results
+    probes = probe_section(cfg.bench) if cfg.bench else []
+    return write_report(cfg.out_dir, results, cfg.title, curves, notes, cfg.worst, probes), results
 
 
 def summary_lines(results: list[SystemResult]) -> list[str]:

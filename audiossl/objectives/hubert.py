@@ -9,7 +9,8 @@ Targets come from the manifest's label file ``{split}.{label}`` (``audiossl-kmea
 of cluster ids per row on the encoder's frame grid for the *whole* file. A pretraining crop starts at
 ``batch.offsets``; with ``data.crop_step`` equal to the encoder stride the crop's frame ``t`` is the file's
 frame ``offset / stride + t``. Label lines may be one frame longer or shorter than the encoder's count
-(frame arithmetic of different tools); frames without a label are left out of the loss.
+(frame arithmetic of different tools); frames without a label are left out of the loss, and a line much
+shorter than the crop needs (labels written for another frame grid) is an error.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from audiossl.objectives._masking import SpanMasking
 from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
 
 IGNORE = -100
+MAX_MISSING_FRAMES = 2
+"""Label lines may end this many frames before the encoder's last frame (tools round frame counts differently)."""
 
 
 @dataclass
@@ -83,19 +86,26 @@ class HuBERT(Objective):
             raise ValueError(f"hubert: crop offsets {batch.offsets.tolist()} are not multiples of the encoder "
                              f"stride {stride}; set data.crop_step={stride}")
         targets = torch.full((batch.size, frames), IGNORE, dtype=torch.long)
-        for row, (utt, line, offset) in enumerate(zip(batch.ids, lines, batch.offsets.tolist())):
-            ids = self._parse(utt, line)[offset // stride:][:frames]
+        for row, (utt, line, offset, length) in enumerate(zip(batch.ids, lines, batch.offsets.tolist(),
+                                                              self.encoder.feature_encoder.frame_lengths(batch.lengths).tolist())):
+            labels = self._parse(utt, line)
+            if len(labels) < offset // stride + length - MAX_MISSING_FRAMES:
+                raise ValueError(f"hubert: {utt} has {len(labels)} {self.config.label} labels but its crop needs "
+                                 f"{offset // stride + length}: the labels were written for another frame grid "
+                                 f"(audiossl-kmeans frame_stride / receptive_field must match this encoder's stride "
+                                 f"{stride} and receptive field {self.encoder.feature_encoder.receptive_field})")
+            ids = labels[offset // stride:][:frames]
             targets[row, : len(ids)] = ids
         return targets.to(batch.waveforms.device)
 
     def _parse(self, utt: str, line: str) -> Tensor:
-        if utt not in self._parsed:  # each file's line is parsed once per run
+        if line not in self._parsed:  # each label line is parsed once per run
             ids = torch.tensor([int(token) for token in line.split()], dtype=torch.long)
             if len(ids) and (int(ids.max()) >= self.config.num_clusters or int(ids.min()) < 0):
                 raise ValueError(f"hubert: {utt} has cluster id {int(ids.max())} outside "
                                  f"[0, objective.num_clusters={self.config.num_clusters})")
-            self._parsed[utt] = ids
-        return self._parsed[utt]
+            self._parsed[line] = ids
+        return self._parsed[line]
 
     def logits(self, features: Tensor) -> Tensor:
         """``(..., num_clusters)`` cosine(projection, cluster embedding) / temperature."""

@@ -59,6 +59,15 @@ def summary_table(rows: Sequence[BenchRow], dev_split: str) -> tuple[list[str], 
     return header, [[upstream] + cells[upstream] for upstream in upstreams], values
 
 
+def probe_section(bench_dir: str | Path, title: str = "Frozen-feature probes (audiossl-bench)") -> list[str]:
+    """The bench's summary table as Markdown lines, for another report (the demo's WER report)."""
+    saved = json.loads((Path(bench_dir) / "report.json").read_text(encoding="utf-8"))
+    rows = [BenchRow(**row) for row in saved["rows"]]
+    header, lines, _ = summary_table(rows, saved["dev_split"])
+    return [f"## {title}", "", f"Dev split `{saved['dev_split']}`, rates in %; details in `{bench_dir}/report.md`.",
+            "", *_markdown_table(header, lines)]
+
+
 def _markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     return out + ["| " + " | ".join(line) + " |" for line in lines] + [""]

@@ -46,6 +46,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     sections = [
         _title(report),
         _headline(report),
+        report.get("probes", []),
         _comparisons(report),
         _details(report),
         _per_speaker(report),

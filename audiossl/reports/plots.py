@@ -33,7 +33,8 @@ def read_metrics_jsonl(path: str | Path) -> list[dict[str, float]]:
     """Numeric fields of each JSON line of a run's ``metrics.jsonl`` (a run directory is accepted).
 
     Tolerant by design: lines that are not JSON objects are skipped, non-numeric values dropped, and a
-    record without ``step`` gets the previous record's step (evaluation lines often omit it).
+    record without ``step`` gets the previous record's step (evaluation lines often omit it). Validation
+    records' metrics come out as ``dev_<name>`` so dev curves sit beside the training loss.
     """
     path = Path(path)
     if path.is_dir():
@@ -48,6 +49,8 @@ def read_metrics_jsonl(path: str | Path) -> list[dict[str, float]]:
         if not isinstance(record, dict):
             continue
         numeric = {k: float(v) for k, v in record.items() if _is_number(v)}
+        if record.get("split") == "valid":  # validation metrics are nested: dev WER, CER, accuracy, ...
+            numeric |= {f"dev_{k}": float(v) for k, v in (record.get("metrics") or {}).items() if _is_number(v)}
         step = numeric.setdefault("step", step)
         records.append(numeric)
     return records

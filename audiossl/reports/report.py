@@ -39,11 +39,14 @@ def write_report(
     learning_curves: Mapping[str, str | Path] | None = None,
     notes: Sequence[str] | None = None,
     worst_count: int = 5,
+    probes: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md``, ``report.json`` and PNG plots into ``out_dir``; return the Markdown path.
 
     ``systems`` are the cells to compare (system x split x decoder, any tasks); ``learning_curves`` maps
-    a run name to its ``metrics.jsonl`` (or run directory); ``notes`` are printed at the end verbatim.
+    a run name to its ``metrics.jsonl`` (or run directory); ``notes`` are printed at the end verbatim;
+    ``probes`` are Markdown lines (the frozen-feature probe table of ``reports.bench``) shown right
+    after the headline table.
     """
     if not systems:
         raise ValueError("write_report needs at least one SystemResult")
@@ -51,6 +54,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     report = collect(systems, title, worst_count)
     report["notes"] = list(notes or [])
+    report["probes"] = list(probes)
     report["plots"] = _draw(out_dir, systems, report, learning_curves or {})
     (out_dir / "report.json").write_text(json.dumps(_json_safe(report), indent=1, ensure_ascii=False), encoding="utf-8")
     markdown = out_dir / "report.md"
