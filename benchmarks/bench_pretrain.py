@@ -1,13 +1,24 @@
 """Pretraining throughput: seconds of audio per second of fwd + bwd + AdamW step, per objective (tiny presets).
 
-For wav2vec 2.0 the same figure is taken for HuggingFace ``transformers``' ``Wav2Vec2ForPreTraining`` at an
-equal config (conv stack, dims, layers, heads, codebooks, mask prob/span, negatives, dropouts), run in the
-same process and alternated step by step with ours so machine load hits both alike; the ratio ours / HF is
-the number to watch (> 1 means we are faster). HF's step includes its numpy mask and negative sampling,
-as ours includes the masker and sampler.
+Each objective is built as its CPU preset builds it (conf/experiment/<objective>_tiny.yaml), on one fixed
+batch (16 x 2 s by default, so the presets' batch sizes differ from this); ``--encoder w2v2_base`` measures
+BASE instead.
+
+For wav2vec 2.0 the same figure is taken for two peers at an equal config (conv stack, dims, layers, heads,
+codebooks, share of frames masked, span, distractors, dropouts): HuggingFace ``Wav2Vec2ForPreTraining`` and
+fairseq2's ``Wav2Vec2Model`` (its own model and loss). All run in one process, alternated step by step so
+machine load hits them alike; "ours is Nx faster" is the number to watch. Each step includes its own mask and
+negative sampling. What still differs: HF quantizes and scores every frame, not only the masked ones (more
+work, counted in its FLOPs); masks are drawn by each side's own sampler (same expected share).
+
+Each side also gets its matrix FLOPs per second of audio (torch's FlopCounterMode: matmuls, convolutions,
+attention; forward + backward) and the share of this machine's attainable peak its step reaches, the peak
+being a large matrix product timed in the same run at the same threads and precision.
 
     .venv/bin/python benchmarks/bench_pretrain.py                     # all objectives + HF, 2 threads
     .venv/bin/python benchmarks/bench_pretrain.py --objectives wav2vec2 --profile
+    .venv/bin/python benchmarks/bench_pretrain.py --objectives wav2vec2 --encoder w2v2_base --batch 2 --seconds 4 \
+        --threads 2 --bf16                                           # BASE, both sides under CPU bf16 autocast
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
@@ -30,7 +42,9 @@ from audiossl.models.encoder import EncoderConfig, build_encoder  # noqa: E402
 from audiossl.objectives.base import objective_spec  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-PRESETS = {"cpc": "cpc_gru_tiny", "apc": "apc_gru_tiny", "cola": "w2v2_tiny", "wav2vec2": "w2v2_tiny"}
+# each objective's encoder in its conf/experiment/<objective>_tiny.yaml preset
+PRESETS = {"cpc": "cpc_gru_tiny", "apc": "apc_gru_tiny", "cola": "cpc_gru_tiny", "wav2vec2": "w2v2_tiny",
+           "hubert": "cpc_transformer_tiny"}
 
 
 def speech_like_batch(size: int, seconds: float, sample_rate: int = 16_000) -> AudioBatch:
@@ -43,15 +57,23 @@ def speech_like_batch(size: int, seconds: float, sample_rate: int = 16_000) -> A
     envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 4 * t + torch.rand(size, 1, generator=generator) * 6)
     waves = 0.2 * envelope * sum(torch.sin(h * phase) / h for h in range(1, 6))
     waves = waves + 0.01 * torch.randn(waves.shape, generator=generator)
-    return AudioBatch(waves, torch.full((size,), waves.shape[1]), [str(i) for i in range(size)],
-                      {"spk": [str(i % 4) for i in range(size)]})
+    # HuBERT's targets: 100 cluster ids per 10 ms frame (the finest grid of our conv stacks), one line per item
+    clusters = torch.randint(0, 100, (size, waves.shape[1] // 160), generator=generator)
+    labels = {"spk": [str(i % 4) for i in range(size)], "km": [" ".join(map(str, row.tolist())) for row in clusters]}
+    return AudioBatch(waves, torch.full((size,), waves.shape[1]), [str(i) for i in range(size)], labels)
 
 
-def build_objective(name: str) -> torch.nn.Module:
-    encoder_cfg = to_config(EncoderConfig, OmegaConf.load(CONF / "encoder" / f"{PRESETS[name]}.yaml"), "encoder")
+def build_objective(name: str, encoder: str | None = None) -> torch.nn.Module:
+    """The objective as its tiny preset builds it (conf/experiment/<name>_tiny.yaml's objective and encoder
+    keys over the groups' defaults); with ``encoder``, that encoder preset under the objective's defaults."""
+    preset = OmegaConf.load(CONF / "experiment" / f"{name}_tiny.yaml") if encoder is None else OmegaConf.create()
+    encoder_node = OmegaConf.merge(OmegaConf.load(CONF / "encoder" / f"{encoder or PRESETS[name]}.yaml"),
+                                   preset.get("encoder") or {})
+    objective_node = OmegaConf.merge(OmegaConf.load(CONF / "objective" / f"{name}.yaml"),
+                                     preset.get("objective") or {})
     spec = objective_spec(name)
-    config = to_config(spec.config_cls, OmegaConf.load(CONF / "objective" / f"{name}.yaml"), "objective")
-    return spec.build(config, build_encoder(encoder_cfg))
+    config = to_config(spec.config_cls, objective_node, "objective")
+    return spec.build(config, build_encoder(to_config(EncoderConfig, encoder_node, "encoder")))
 
 
 def ours_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
@@ -85,6 +107,46 @@ def build_hf(objective: torch.nn.Module) -> torch.nn.Module:
     return Wav2Vec2ForPreTraining(config).train()
 
 
+def build_fairseq2(objective: torch.nn.Module) -> torch.nn.Module:
+    """fairseq2's own ``Wav2Vec2Model`` (model + loss) at the same shape, masking share and distractors."""
+    from fairseq2.models.transformer import TransformerNormOrder
+    from fairseq2.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2EncoderConfig, create_wav2vec2_model
+
+    enc, obj = objective.encoder.config, objective.config
+    encoder = Wav2Vec2EncoderConfig(
+        model_dim=enc.model_dim, feature_dim=enc.conv_layers[-1][0],
+        feature_extractor_layer_descs=[tuple(layer) for layer in enc.conv_layers],
+        feature_extractor_bias=enc.conv_bias, feature_extractor_layer_norm_convs=enc.conv_norm == "layer_norm",
+        feature_grad_scale=enc.feature_grad_scale, pos_conv_kernel_size=enc.pos_conv_kernel,
+        num_pos_conv_groups=enc.pos_conv_groups, num_encoder_layers=enc.num_layers,
+        num_encoder_attn_heads=enc.num_heads, ffn_inner_dim=enc.ffn_dim, dropout_p=enc.dropout,
+        attn_dropout_p=enc.attention_dropout, ffn_inner_dropout_p=enc.activation_dropout, layer_drop_p=enc.layerdrop,
+        norm_order=TransformerNormOrder.PRE if enc.norm_first else TransformerNormOrder.POST)
+    config = Wav2Vec2Config(
+        encoder_config=encoder, final_dim=obj.final_dim, quantized_dim=obj.codevector_dim,
+        num_codebooks=obj.num_codebooks, num_codebook_entries=obj.codebook_entries,
+        temporal_mask_span_len=obj.mask_span, max_temporal_mask_prob=obj.mask_prob * obj.mask_span,
+        min_num_temporal_mask_spans=obj.min_mask_spans, num_distractors=obj.num_negatives,
+        logit_temp=obj.logit_temperature)
+    model = create_wav2vec2_model(config).train()
+    model.loss_weights = (obj.diversity_weight, obj.feature_penalty_weight)
+    return model
+
+
+def fairseq2_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
+    from fairseq2.nn import BatchLayout
+
+    diversity, penalty = model.loss_weights
+    loss, output = model(batch.waveforms, BatchLayout.of(batch.waveforms), diversity_weight=diversity,
+                         features_penalty_weight=penalty)
+    masked = int(output.logits.shape[0] * output.logits.shape[1])
+    total = loss.aggregate / max(masked, 1)  # fairseq2 sums over masked frames, like HF; we average
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return float(total.detach())
+
+
 def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
@@ -103,42 +165,75 @@ def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Aud
     return float(loss.detach())
 
 
-def timed(step, *args) -> float:
+def timed(step, *args, bf16: bool = False) -> float:
     start = time.perf_counter()
-    step(*args)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        step(*args)
     return time.perf_counter() - start
 
 
-def bench(name: str, batch: AudioBatch, steps: int, warmup: int, with_hf: bool) -> dict[str, float]:
-    torch.manual_seed(0)
-    objective = build_objective(name).train()
-    runners = {"ours": (ours_step, objective)}
-    if with_hf and name == "wav2vec2":
+def runners_for(name: str, objective: torch.nn.Module, with_peers: bool) -> dict[str, tuple[Any, torch.nn.Module]]:
+    """Ours, and for wav2vec 2.0 the peers at the same shape: HF ``Wav2Vec2ForPreTraining`` and fairseq2."""
+    runners: dict[str, tuple[Any, torch.nn.Module]] = {"ours": (ours_step, objective)}
+    if with_peers and name == "wav2vec2":
         runners["hf"] = (hf_step, build_hf(objective))
+        runners["fairseq2"] = (fairseq2_step, build_fairseq2(objective))
+    return runners
+
+
+def step_flops(run, model: torch.nn.Module, batch: AudioBatch, bf16: bool) -> float:
+    """Matrix FLOPs (matmul, conv, attention) of one forward + backward, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # counts the same graph; changes no weight
+    counter = FlopCounterMode(display=False)
+    with counter:
+        timed(run, model, optimizer, batch, bf16=bf16)
+    return float(counter.get_total_flops())
+
+
+def gemm_peak(bf16: bool, size: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large square matrix product at the current thread count: the attainable peak of this
+    machine for the step's dominant work (theoretical peaks overstate what one core sustains)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def bench(name: str, batch: AudioBatch, steps: int, warmup: int, with_peers: bool, encoder: str | None = None,
+          bf16: bool = False) -> dict[str, Any]:
+    torch.manual_seed(0)
+    objective = build_objective(name, encoder).train()
+    runners = runners_for(name, objective, with_peers)
     optimizers = {key: torch.optim.AdamW(model.parameters(), lr=1e-4) for key, (_, model) in runners.items()}
     seconds = {key: 0.0 for key in runners}
     for step in range(warmup + steps):
-        for key, (run, model) in runners.items():  # alternate, so load spikes hit both
-            elapsed = timed(run, model, optimizers[key], batch)
+        for key, (run, model) in runners.items():  # alternate, so load spikes hit all alike
+            elapsed = timed(run, model, optimizers[key], batch, bf16=bf16)
             seconds[key] += elapsed if step >= warmup else 0.0
-    result = {f"{key}_audio_s_per_s": batch.seconds * steps / total for key, total in seconds.items()}
-    result |= {f"{key}_step_s": total / steps for key, total in seconds.items()}
-    result["params"] = sum(p.numel() for p in objective.parameters())
-    if "hf" in runners:
-        result["ours_over_hf"] = seconds["hf"] / seconds["ours"]
-        result["hf_params"] = sum(p.numel() for p in runners["hf"][1].parameters())
+    peak = gemm_peak(bf16)
+    result: dict[str, Any] = {"gemm_peak_gflops": peak / 1e9}
+    for key, (run, model) in runners.items():
+        step_s = seconds[key] / steps
+        flops = step_flops(run, model, batch, bf16)
+        result[key] = {"step_s": step_s, "audio_s_per_s": batch.seconds / step_s,
+                       "params": sum(p.numel() for p in model.parameters()),
+                       "gflop_per_audio_s": flops / batch.seconds / 1e9, "share_of_peak": flops / step_s / peak}
+        if key != "ours":
+            result[f"ours_over_{key}"] = seconds[key] / seconds["ours"]
     return result
 
 
-def profile(name: str, batch: AudioBatch, with_hf: bool) -> None:
+def profile(name: str, batch: AudioBatch, with_peers: bool, encoder: str | None = None) -> None:
     from torch.profiler import profile as torch_profile
 
     torch.manual_seed(0)
-    objective = build_objective(name).train()
-    targets = [("ours", ours_step, objective)]
-    if with_hf and name == "wav2vec2":
-        targets.append(("hf", hf_step, build_hf(objective)))
-    for label, run, model in targets:
+    objective = build_objective(name, encoder).train()
+    for label, (run, model) in runners_for(name, objective, with_peers).items():
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         run(model, optimizer, batch)
         with torch_profile() as prof:
@@ -156,28 +251,31 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 by default: on a shared 2-core box 2 threads oversubscribe)")
-    parser.add_argument("--no-hf", action="store_true", help="skip the HuggingFace comparison")
+    parser.add_argument("--encoder", help="encoder preset (conf/encoder) instead of each objective's tiny one")
+    parser.add_argument("--bf16", action="store_true", help="CPU bf16 autocast, on both sides")
+    parser.add_argument("--no-hf", action="store_true", help="skip the peers (HuggingFace, fairseq2)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch = speech_like_batch(args.batch, args.seconds)
-    print(f"batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), torch {torch.__version__}, "
+    print(f"batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), {'bf16' if args.bf16 else 'float32'}, "
+          f"torch {torch.__version__}, "
           f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     if args.profile:
         for name in args.objectives:
-            profile(name, batch, not args.no_hf)
+            profile(name, batch, not args.no_hf, args.encoder)
         return
     results = {}
     for name in args.objectives:
-        results[name] = bench(name, batch, args.steps, args.warmup, not args.no_hf)
-        row = results[name]
-        line = (f"{name:9s} {PRESETS[name]:13s} {row['params'] / 1e6:5.2f}M params  "
-                f"{row['ours_step_s']:6.3f} s/step  {row['ours_audio_s_per_s']:6.1f} audio-s/s")
-        if "ours_over_hf" in row:
-            line += (f"  | HF {row['hf_step_s']:6.3f} s/step {row['hf_audio_s_per_s']:6.1f} audio-s/s"
-                     f"  ours/HF throughput = {row['ours_over_hf']:.2f}x")
-        print(line, flush=True)
+        results[name] = row = bench(name, batch, args.steps, args.warmup, not args.no_hf, args.encoder, args.bf16)
+        print(f"{name} / {args.encoder or PRESETS[name]} (matrix peak measured: {row['gemm_peak_gflops']:.0f} GFLOP/s)")
+        for key in [key for key in row if isinstance(row[key], dict)]:
+            side = row[key]
+            ratio = f"  ours is {row[f'ours_over_{key}']:.2f}x faster" if key != "ours" else ""
+            print(f"  {key:9s} {side['params'] / 1e6:6.2f}M params {side['step_s']:7.3f} s/step "
+                  f"{side['audio_s_per_s']:7.1f} audio-s/s {side['gflop_per_audio_s']:7.2f} GFLOP/audio-s "
+                  f"{100 * side['share_of_peak']:5.1f}% of peak{ratio}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},

@@ -83,3 +83,29 @@ def test_a_second_iteration_clusters_an_encoder_layer(corpus: Path, tmp_path: Pa
     lines = (corpus / "dev_clean.km_it2").read_text().splitlines()
     assert [len(line.split()) for line in lines] == [(row.num_samples - 465) // 160 + 1 for row in rows]
     assert second.model_path.is_file()
+
+
+def test_both_hubert_iterations_through_the_command_line(tmp_path: Path) -> None:
+    """The README's recipe, shrunk: MFCC k-means -> hubert_tiny -> k-means of its layer 2 -> hubert_tiny_it2.
+    Each run keeps the quality of the targets it learned."""
+    corpus = write_tone_corpus(tmp_path / "corpus", {"train_clean": 8, "dev_clean": 3}, dict_split="train_clean")
+    shrink = [f"data.manifest_dir={corpus}", "data.train_split=train_clean", "data.valid_split=dev_clean",
+              "data.max_batch_samples=32000", "trainer.max_steps=2", "trainer.validate_every=0",
+              "trainer.num_threads=1", "trainer.progress=false", "trainer.tensorboard=false"]
+    grid = ["frame_stride=160", "receptive_field=465", "num_clusters=6", "max_fit_frames=3000", "progress=false"]
+    first = run_cli("kmeans", f"manifest_dir={corpus}", "label=km", *grid)
+    assert first.returncode == 0, first.stderr[-2000:]
+    it1 = run_cli("pretrain", "+experiment=hubert_tiny", f"run_dir={tmp_path / 'it1'}", "objective.num_clusters=6",
+                  *shrink)
+    assert it1.returncode == 0, it1.stdout[-2000:] + it1.stderr[-2000:]
+    assert "targets 'km': phone purity" in it1.stdout and (tmp_path / "it1" / "km.quality.json").is_file()
+
+    second = run_cli("kmeans", f"manifest_dir={corpus}", f"features={tmp_path / 'it1'}", "layer=2", "label=km2",
+                     *grid)
+    assert second.returncode == 0, second.stderr[-2000:]
+    it2 = run_cli("pretrain", "+experiment=hubert_tiny_it2", f"run_dir={tmp_path / 'it2'}",
+                  "objective.num_clusters=6", *shrink)
+    assert it2.returncode == 0, it2.stdout[-2000:] + it2.stderr[-2000:]
+    assert "targets 'km2': phone purity" in it2.stdout
+    saved = (tmp_path / "it2" / "km2.quality.json").read_text()
+    assert str(tmp_path / "it1") in saved and '"layer": 2' in saved

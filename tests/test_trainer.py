@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,24 @@ def test_bad_trainer_config_names_the_key():
         to_config(TrainerConfig, {"device": "tpu"}, "trainer")
     with pytest.raises(ConfigError, match=r"trainer\.accumulate"):
         to_config(TrainerConfig, {"accumulate": 0}, "trainer")
+
+
+class SlowData:
+    """Batches that take ``delay`` seconds each to arrive: a data pipeline slower than the model."""
+
+    def __init__(self, batches, delay: float) -> None:
+        self.batches, self.delay = batches, delay
+
+    def __iter__(self):
+        for batch in self.batches:
+            time.sleep(self.delay)
+            yield batch
+
+
+def test_the_log_says_how_much_of_the_time_went_to_waiting_for_data(tmp_path, batches):
+    make_trainer(tmp_path / "fast", batches, max_steps=10, log_every=5).fit()
+    make_trainer(tmp_path / "slow", SlowData(batches, 0.3), max_steps=10, log_every=5).fit()
+    fast = [r["data_wait_share"] for r in read_metrics(tmp_path / "fast", "train")]
+    slow = [r["data_wait_share"] for r in read_metrics(tmp_path / "slow", "train")]
+    assert all(0 <= share < 0.5 for share in fast), fast
+    assert all(0.5 < share <= 1 for share in slow), slow

@@ -13,7 +13,7 @@ from typing import Any
 
 from audiossl.cli._hydra import hydra_app
 from audiossl.config import to_config
-from audiossl.downstream.kmeans import KMeansConfig, run
+from audiossl.downstream.kmeans import KMeansConfig, describe_quality, run
 
 
 @hydra_app("kmeans")
@@ -21,8 +21,7 @@ def main(node: Any) -> None:
     summary = run(to_config(KMeansConfig, node, "kmeans"))
     quality = summary.get("quality")
     if quality:
-        print(f"label quality on {quality['split']}: phone purity {quality['phone_purity']:.3f}, cluster purity "
-              f"{quality['cluster_purity']:.3f}, PNMI {quality['pnmi']:.3f} ({quality['clusters_used']} clusters used)")
+        print(f"label quality: {describe_quality(quality)}")
     print(json.dumps(summary["settings"]))
     print(f"model: {summary['model']}")
 

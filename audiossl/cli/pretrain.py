@@ -13,6 +13,8 @@ second naming the key. Running the same command again with the same ``run_dir`` 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from audiossl.cli._hydra import hydra_app
 from audiossl.config import ConfigError, to_config
 from audiossl.data.pipeline import AudioPipeline, DataConfig
+from audiossl.downstream.kmeans import describe_quality, quality_path
 from audiossl.models.encoder import EncoderConfig, build_encoder
 from audiossl.objectives.base import ObjectiveSpec, objective_names, objective_spec
 from audiossl.training.checkpoint import seed_everything
@@ -129,10 +132,25 @@ def report(summary: dict[str, Any], train: AudioPipeline) -> None:
         print(f"skipped audio files:\n{faults.table()}")
 
 
+def keep_label_quality(setup: PretrainSetup) -> None:
+    """Copy the cluster quality of learned targets (HuBERT's k-means labels) into the run and print it: which
+    labels a run learned, and how phone-like they were, must survive a relabelled manifest directory."""
+    for kind in setup.data.labels:
+        source = quality_path(setup.data.manifest_dir, kind)
+        if source.is_file():
+            Path(setup.run_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, Path(setup.run_dir) / source.name)
+            quality = json.loads(source.read_text()).get("quality")
+            if quality:
+                print(f"targets '{kind}': {describe_quality(quality)}")
+
+
 def pretrain(setup: PretrainSetup) -> dict[str, Any] | None:
     """Build data, encoder and objective, then train (or resume); the summary on rank 0, None elsewhere."""
     ctx = init_distributed(setup.trainer.device)
     train, valid = open_data(setup, ctx)
+    if ctx.is_main:
+        keep_label_quality(setup)
     seed_everything(setup.trainer.seed)  # same initial weights on every rank and on every restart
     objective = setup.spec.build(setup.objective, build_encoder(setup.encoder))
     trainer = Trainer(objective, train, setup.trainer, setup.optim, setup.run_dir, valid_data=valid,

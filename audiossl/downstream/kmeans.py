@@ -182,8 +182,18 @@ def run(cfg: KMeansConfig) -> dict[str, Any]:
             summary["quality"] = {"split": split, **label_quality(labels, frozen.labels["align"], frozen.ids, target)}
     dict_lines = (f"{cluster} {int(counts[cluster])}" for cluster in range(cfg.num_clusters))
     write_lines(Path(cfg.manifest_dir) / f"dict.{cfg.label}.txt", dict_lines)
-    (Path(cfg.manifest_dir) / f"{cfg.label}.quality.json").write_text(json.dumps(summary, indent=2) + "\n")
+    quality_path(cfg.manifest_dir, cfg.label).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def quality_path(manifest_dir: str | Path, label: str) -> Path:
+    """Where ``run`` leaves the labels' settings and cluster quality (read back by pretraining runs)."""
+    return Path(manifest_dir) / f"{label}.quality.json"
+
+
+def describe_quality(quality: dict[str, Any]) -> str:
+    return (f"phone purity {quality['phone_purity']:.3f}, cluster purity {quality['cluster_purity']:.3f}, "
+            f"PNMI {quality['pnmi']:.3f} on {quality['split']} ({quality['clusters_used']} clusters used)")
 
 
 def _manifest_rows(tsv: Path) -> list[tuple[str, int]]:

@@ -54,8 +54,10 @@ class TrainerConfig:
     """How long to train and how to watch it (``trainer.*`` on the command line).
 
     Counts are optimiser updates. ``validate_every: 0`` validates only at the end; ``clip_norm: 0`` measures
-    the gradient norm without clipping; ``amp`` (bf16 autocast) only takes effect on CUDA; ``num_threads: 0``
-    keeps torch's default.
+    the gradient norm without clipping; ``amp`` (bf16 autocast) only takes effect on CUDA; ``cpu_amp`` is the
+    same on CPU, off by default: it pays on CPUs with bf16 matrix units (AVX512-BF16, AMX) at BASE size, where
+    matrix products dominate the step, and numerics then differ from float32 runs; ``num_threads: 0`` keeps
+    torch's default.
     """
 
     max_steps: int = 1000
@@ -67,6 +69,7 @@ class TrainerConfig:
     accumulate: int = 1
     clip_norm: float = 0.0
     amp: bool = True
+    cpu_amp: bool = False
     max_consecutive_nonfinite: int = 10
     device: str = "auto"
     num_threads: int = 0
@@ -115,6 +118,8 @@ class StepResult:
     seconds: float
     grad_norm: float
     update_info: dict[str, float]
+    data_wait: float = 0.0  # seconds spent waiting for the data pipeline
+
 
 
 @dataclass
@@ -126,10 +131,12 @@ class LogWindow:
     metrics: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     update_info: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    data_wait: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, result: StepResult) -> None:
         self.seconds += result.seconds
+        self.data_wait += result.data_wait
         if result.finite:
             self.losses.append(result.loss)
             self.grad_norms.append(result.grad_norm)
@@ -203,15 +210,19 @@ class Trainer:
         return self._summary(resumed_from, time.perf_counter() - started)
 
     def _train_step(self, batches: Iterator[AudioBatch]) -> StepResult:
-        micro_batches = range(self.cfg.accumulate)
-        passes = [self._forward_backward(next(batches), sync=i == micro_batches[-1]) for i in micro_batches]
+        passes, data_wait = [], 0.0
+        for index in range(self.cfg.accumulate):
+            asked = time.perf_counter()
+            batch = next(batches)
+            data_wait += time.perf_counter() - asked
+            passes.append(self._forward_backward(batch, sync=index == self.cfg.accumulate - 1))
         grad_norm = float(clip_grad_norm_(self.objective.parameters(), self.cfg.clip_norm or math.inf))
         bad = not all(math.isfinite(p.loss) for p in passes) or not math.isfinite(grad_norm)
         finite = not any_rank(bad, self.dist)
         update_info = self._update() if finite else self._skip_update()
         metrics = {name: mean_or_nan([p.metrics.get(name, math.nan) for p in passes]) for name in passes[0].metrics}
         loss, seconds = mean_or_nan([p.loss for p in passes]), sum(p.seconds for p in passes)
-        return StepResult(finite, loss, metrics, seconds, grad_norm, update_info)
+        return StepResult(finite, loss, metrics, seconds, grad_norm, update_info, data_wait)
 
     def _forward_backward(self, batch: AudioBatch, sync: bool) -> PassResult:
         """One micro-batch; DDP all-reduces gradients only on the last one of an accumulation (``sync``)."""
@@ -282,8 +293,9 @@ class Trainer:
         raise RuntimeError("the training data yielded no batches in a whole epoch; check the manifest and data.*")
 
     def _autocast(self) -> ContextManager[Any]:
-        if self.cfg.amp and self.dist.device.type == "cuda":
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        device = self.dist.device.type
+        if (device == "cuda" and self.cfg.amp) or (device == "cpu" and self.cfg.cpu_amp):
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
         return nullcontext()
 
     # ---------------------------------------------------------------- logging and validation
@@ -292,11 +304,13 @@ class Trainer:
         means = mean_over_ranks(window.means(), self.dist)
         seconds = sum_over_ranks(window.seconds, self.dist)
         loss, grad_norm = means.pop("loss"), means.pop("grad_norm")
+        elapsed = max(time.perf_counter() - window.started, 1e-9)
         record = {
             "lr": self.scheduler.get_last_lr()[0],
             "loss": loss,
             "grad_norm": grad_norm,
-            "audio_sec_per_sec": seconds / max(time.perf_counter() - window.started, 1e-9),
+            "audio_sec_per_sec": seconds / elapsed,
+            "data_wait_share": window.data_wait / elapsed,  # of wall time, waiting on the data pipeline
             "nonfinite_steps": self.state.nonfinite_steps,
             "epoch": getattr(self.train_data, "epoch", None),
             "metrics": means,
