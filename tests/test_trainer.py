@@ -244,3 +244,14 @@ def test_the_log_says_how_much_of_the_time_went_to_waiting_for_data(tmp_path, ba
     slow = [r["data_wait_share"] for r in read_metrics(tmp_path / "slow", "train")]
     assert all(0 <= share < 0.5 for share in fast), fast
     assert all(0.5 < share <= 1 for share in slow), slow
+
+
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_float32_weights(tmp_path, batches, cpu_amp):
+    objective = build_tiny_objective()
+    seen: list[torch.dtype] = []
+    objective.encoder.feature_projection.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    summary = make_trainer(tmp_path, batches, objective, max_steps=4, cpu_amp=cpu_amp).fit()
+    assert summary["nonfinite_steps"] == 0
+    assert set(seen) == {torch.bfloat16 if cpu_amp else torch.float32}
+    assert all(p.dtype == torch.float32 for p in objective.parameters())
