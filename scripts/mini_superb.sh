@@ -41,6 +41,7 @@ for objective in $OBJECTIVES; do
     stage "HuBERT iteration 1: MFCC k-means targets, then pretraining -> $RUNS/hubert_it1"
     $BIN/audiossl-kmeans manifest_dir=$MANIFESTS label=km frame_stride=160 receptive_field=465
     $BIN/audiossl-pretrain +experiment=hubert_tiny run_dir=$RUNS/hubert_it1
+    upstreams+=("$RUNS/hubert_it1")
     stage "HuBERT iteration 2: k-means of iteration 1's layer, then pretraining -> $RUNS/hubert"
     $BIN/audiossl-kmeans manifest_dir=$MANIFESTS features=$RUNS/hubert_it1 layer=2 label=km2 \
       frame_stride=160 receptive_field=465
@@ -54,5 +55,7 @@ done
 
 stage "audiossl-bench ($PROFILE) -> $OUT"
 list=$(IFS=,; echo "${upstreams[*]}")
-$BIN/audiossl-bench "upstreams=[$list]" random_from=${upstreams[3]} profile=$PROFILE out_dir=$OUT
+random_from=${upstreams[3]}   # the random row has the first pretrained encoder's architecture (HuBERT's if trained)
+[ -d "$RUNS/hubert_it1" ] && random_from=$RUNS/hubert_it1
+$BIN/audiossl-bench "upstreams=[$list]" random_from=$random_from profile=$PROFILE out_dir=$OUT
 stage "done: $OUT/report.md"
