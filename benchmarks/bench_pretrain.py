@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -128,17 +129,15 @@ def build_fairseq2(objective: torch.nn.Module) -> torch.nn.Module:
         temporal_mask_span_len=obj.mask_span, max_temporal_mask_prob=obj.mask_prob * obj.mask_span,
         min_num_temporal_mask_spans=obj.min_mask_spans, num_distractors=obj.num_negatives,
         logit_temp=obj.logit_temperature)
-    model = create_wav2vec2_model(config).train()
-    model.loss_weights = (obj.diversity_weight, obj.feature_penalty_weight)
-    return model
+    return create_wav2vec2_model(config).train()
 
 
-def fairseq2_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
+def fairseq2_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch, *,
+                  diversity_weight: float, penalty_weight: float) -> float:
     from fairseq2.nn import BatchLayout
 
-    diversity, penalty = model.loss_weights
-    loss, output = model(batch.waveforms, BatchLayout.of(batch.waveforms), diversity_weight=diversity,
-                         features_penalty_weight=penalty)
+    loss, output = model(batch.waveforms, BatchLayout.of(batch.waveforms), diversity_weight=diversity_weight,
+                         features_penalty_weight=penalty_weight)
     masked = int(output.logits.shape[0] * output.logits.shape[1])
     total = loss.aggregate / max(masked, 1)  # fairseq2 sums over masked frames, like HF; we average
     optimizer.zero_grad(set_to_none=True)
@@ -177,7 +176,9 @@ def runners_for(name: str, objective: torch.nn.Module, with_peers: bool) -> dict
     runners: dict[str, tuple[Any, torch.nn.Module]] = {"ours": (ours_step, objective)}
     if with_peers and name == "wav2vec2":
         runners["hf"] = (hf_step, build_hf(objective))
-        runners["fairseq2"] = (fairseq2_step, build_fairseq2(objective))
+        weights = {"diversity_weight": objective.config.diversity_weight,
+                   "penalty_weight": objective.config.feature_penalty_weight}  # the loss terms ours weighs
+        runners["fairseq2"] = (partial(fairseq2_step, **weights), build_fairseq2(objective))
     return runners
 
 

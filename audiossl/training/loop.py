@@ -118,8 +118,7 @@ class StepResult:
     seconds: float
     grad_norm: float
     update_info: dict[str, float]
-    data_wait: float = 0.0  # seconds spent waiting for the data pipeline
-
+    data_wait: float  # seconds spent waiting for the data pipeline
 
 
 @dataclass
