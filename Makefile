@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 export TORCH_COMPILE_DISABLE ?= 1
 
-.PHONY: demo test bench mini-superb sysdeps clean-venv
+.PHONY: demo test bench mini-superb few-label sysdeps clean-venv
 
 # fairseq2n loads libsndfile.so.1 at import time; install it when we are root, else say what to install.
 sysdeps:
@@ -38,6 +38,10 @@ demo: sysdeps $(STAMP)
 # Pretrain every CPU recipe, then score them all with audiossl-bench (about 3 hours on 2 cores).
 mini-superb: sysdeps $(STAMP)
 	@bash scripts/mini_superb.sh
+
+# The README's few-label ASR table: pretrained vs supervised fbank vs random init, 10 min and 1 h, 3 seeds each.
+few-label: sysdeps $(STAMP)
+	@bash scripts/few_label.sh
 
 bench: sysdeps $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py

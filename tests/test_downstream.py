@@ -9,6 +9,7 @@ import pytest
 import soundfile
 import torch
 
+from audiossl.audio.features import frame_mask
 from audiossl.data.batch import AudioBatch
 from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, masked_mean, span_mask
 from audiossl.downstream.tasks import (
@@ -316,3 +317,86 @@ def test_freezing_state_comes_back_with_a_checkpoint(audio_batch: AudioBatch) ->
     resumed.train()
     resumed(audio_batch).loss.backward()
     assert any(grad is not None for grad in context_grads(resumed))
+
+
+def test_stack_frames_puts_neighbours_side_by_side_and_zeroes_padding() -> None:
+    from audiossl.downstream.heads import stack_frames
+
+    features = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3) + 1
+    stacked, lengths = stack_frames(features, torch.tensor([5, 2]), 2)
+    assert stacked.shape == (2, 3, 6) and lengths.tolist() == [3, 1]
+    assert torch.equal(stacked[0, 1], torch.cat([features[0, 2], features[0, 3]]))
+    assert torch.equal(stacked[0, 2, 3:], torch.zeros(3))  # the odd last frame is paired with zeros
+    assert torch.equal(stacked[1, 0], torch.cat([features[1, 0], features[1, 1]]))
+    assert not stacked[1, 1:].any()  # the second item's padding frames were zeroed, not stacked in
+
+
+def test_frame_stack_halves_ctc_frames_and_moves_the_output_grid(audio_batch: AudioBatch) -> None:
+    vocab = Vocabulary.from_symbols(LETTERS)
+    plain = CTCTask(TaskConfig(name="asr", mode="weighted", head="bilstm", head_hidden=8), tiny_upstream(), vocab)
+    stacked = CTCTask(TaskConfig(name="asr", mode="weighted", head="bilstm", head_hidden=8, frame_stack=2),
+                      tiny_upstream(), vocab)
+    _, frames = plain.eval().log_probs(audio_batch)
+    log_probs, half = stacked.eval().log_probs(audio_batch)
+    assert half.tolist() == ((frames + 1) // 2).tolist() and log_probs.shape[1] == int(half.max())
+    assert stacked.head.forward_layers[0].input_size == 2 * plain.head.forward_layers[0].input_size
+    fine, coarse = plain.output_grid(16_000), stacked.output_grid(16_000)
+    assert coarse.stride == 2 * fine.stride
+    assert coarse.centres(2)[0] == pytest.approx(fine.centres(2).mean().item())  # between the two frames it holds
+    stacked.train()(audio_batch).loss.backward()  # and it trains
+    with pytest.raises(Exception, match="task.frame_stack"):
+        TaskConfig(name="speaker", frame_stack=2).check()
+
+
+def test_bilstm_head_matches_a_packed_bidirectional_lstm_and_reads_its_weights() -> None:
+    """The head runs each direction dense (the backward one on items reversed within their lengths); a packed
+    ``nn.LSTM(bidirectional=True)`` with the same weights gives the same frames, padding included as zeros
+    before the output layer, and heads saved in that older layout load unchanged."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from audiossl.downstream.heads import BiLSTMHead
+
+    torch.manual_seed(0)
+    old = torch.nn.LSTM(6, 5, num_layers=2, bidirectional=True, batch_first=True)
+    proj = torch.nn.Linear(10, 4)
+    state = {f"lstm.{k}": v for k, v in old.state_dict().items()} | {f"proj.{k}": v for k, v in proj.state_dict().items()}
+    head = BiLSTMHead(6, 4, hidden=5, layers=2, dropout=0.0)
+    head.load_state_dict(state)
+    features, lengths = torch.randn(3, 7, 6), torch.tensor([7, 4, 1])
+    packed = pack_padded_sequence(features, lengths, batch_first=True, enforce_sorted=False)
+    expected, _ = pad_packed_sequence(old(packed)[0], batch_first=True, total_length=7)
+    got = head(features, lengths)
+    valid = frame_mask(lengths, 7)
+    assert torch.allclose(got[valid], proj(expected)[valid], atol=1e-5)
+
+
+def test_cached_features_give_the_same_outputs_and_skip_the_upstream(audio_batch: AudioBatch) -> None:
+    vocab = Vocabulary.from_symbols(LETTERS)
+    upstream = tiny_upstream()
+    cfg = TaskConfig(name="asr", mode="weighted", head="bilstm", head_hidden=8, frame_stack=2)
+    plain = CTCTask(cfg, upstream, vocab).eval()
+    cached = CTCTask(TaskConfig(**{**cfg.__dict__, "cache_features": True}), upstream, vocab).eval()
+    cached.load_state_dict(plain.state_dict())
+    calls = []
+    upstream.register_forward_hook(lambda *_: calls.append(1))
+    expected, lengths = plain.log_probs(audio_batch)
+    for _ in range(2):
+        got, got_lengths = cached.log_probs(audio_batch)
+        valid = frame_mask(got_lengths, got.shape[1])
+        assert torch.equal(got_lengths, lengths) and torch.allclose(got[valid], expected[valid], atol=1e-5)
+    assert len(calls) == 2  # the plain task once, the cached one only on its first pass
+    cached.train()(audio_batch).loss.backward()  # training reads the cache too, and the head learns from it
+    assert cached.head.proj.weight.grad is not None
+    with pytest.raises(Exception, match="task.cache_features"):
+        TaskConfig(name="asr", mode="finetune", cache_features=True).check()
+
+
+def test_utterance_norm_gives_each_utterance_zero_mean_unit_variance(audio_batch: AudioBatch) -> None:
+    cfg = TaskConfig(name="asr", mode="weighted", utterance_norm=True)
+    task = CTCTask(cfg, tiny_upstream(), Vocabulary.from_symbols(LETTERS)).eval()
+    features, lengths = task.represent(audio_batch)
+    for row, length in enumerate(lengths.tolist()):
+        valid = features[row, :length]
+        assert torch.allclose(valid.mean(0), torch.zeros(valid.shape[1]), atol=1e-4)
+        assert torch.allclose(valid.var(0, unbiased=False), torch.ones(valid.shape[1]), atol=1e-2)
+        assert not features[row, length:].any()

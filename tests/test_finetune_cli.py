@@ -66,6 +66,30 @@ def test_evaluate_report_numbers_match_a_recomputation(finetuned: Path, corpus: 
     assert by_id == greedy_hypotheses(finetuned, corpus, "test_clean")
     assert cells["first", "test_clean", "greedy"]["metrics"] == cells["second", "test_clean", "greedy"]["metrics"]
     assert any(p.endswith(".png") for p in report["plots"]["per_speaker"].values() if p)
+    assert any("LM weights tuned: lm_weight" in note and "dev_clean" in note for note in report["notes"])
+
+
+def test_lm_tuning_picks_the_grid_point_with_the_lowest_dev_wer(finetuned: Path, tmp_path: Path) -> None:
+    """The tuned weights are the grid's best on the run's dev split, and decoding dev again with them, through
+    a decoder built apart from the sweep, gives the WER the sweep recorded."""
+    from dataclasses import replace
+
+    from audiossl.cli.evaluate import EvaluateConfig, LMConfig, load_run, lm_decoder, split_data, tune_lm
+    from audiossl.data.pipeline import AudioPipeline
+    from audiossl.downstream.metrics import wer_cer
+    from audiossl.downstream.tasks import predict_all
+
+    lm = LMConfig(text_split="train_10min", order=2, beam_size=8, tune_lm_weights=[0.0, 3.0],
+                  tune_word_scores=[-3.0, 1.0])
+    cfg = EvaluateConfig(checkpoint=str(finetuned), out_dir=str(tmp_path), lm=lm)
+    run = load_run("tuned", str(finetuned))
+    tuning = tune_lm(run, cfg)
+    assert {(p.lm_weight, p.word_score) for p in tuning.points} == {(0.0, -3.0), (0.0, 1.0), (3.0, -3.0), (3.0, 1.0)}
+    assert all((tuning.best.wer, tuning.best.cer) <= (p.wer, p.cer) for p in tuning.points)
+    chosen = replace(lm.settings(), lm_weight=tuning.best.lm_weight, word_score=tuning.best.word_score)
+    dev = AudioPipeline(split_data(run, Path(run.data.manifest_dir), "dev_clean", cfg), "dev_clean", train=False)
+    again = predict_all(run.task, dev, {"lm": lm_decoder(run, cfg, chosen)})["lm"]
+    assert wer_cer([p.reference for p in again], [p.hypothesis for p in again])["wer"] == pytest.approx(tuning.best.wer)
 
 
 def greedy_hypotheses(run_dir: Path, manifests: Path, split: str) -> dict[str, str]:

@@ -97,9 +97,19 @@ def test_report_markdown_shows_table_comparisons_and_alignments(report_dir):
     assert "| random init | 38.46 (" in text  # 5/13 WER as a percentage in the headline table
     assert "**0.00 (0.00)**" in text  # best system per column in bold
     assert "greedy 38.46 → 4-gram LM 15.38 WER (-60.0 % relative)" in text
+    assert "- dev · greedy: **wav2vec2 pretrained** 7.69 beats random init 38.46 WER" in text
     assert "REF: THE CAT SAT DOWN" in text and "HYP: THE BAT SAT *" in text
     assert "75.00" in text and "33.33" in text  # speaker accuracy and PER
     assert NORMALIZATION in text
+
+
+def test_comparison_bullets_bold_the_better_system_whichever_is_listed_first(tmp_path):
+    """The first-listed system is the reference of every comparison; when it is the better one, it is the one
+    in bold (a report once bolded whichever system was compared, even the worse)."""
+    better_first = [r for r in asr_results() if r.decoder == "greedy"][::-1]
+    text = write_report(tmp_path, better_first, "order").read_text()
+    assert "- dev · greedy: **wav2vec2 pretrained** 7.69 beats random init 38.46 WER" in text
+    assert "**random init**" not in text
 
 
 def test_report_plots_are_linked_and_are_real_images(report_dir):
@@ -138,3 +148,18 @@ def test_learning_curves_read_the_trainers_nested_validation_metrics(tmp_path):
     records = read_metrics_jsonl(tmp_path)
     assert records[0] == {"step": 10.0, "loss": 2.0}
     assert records[1] == {"step": 10.0, "dev_cer": 0.7, "dev_wer": 1.0}
+
+
+def test_seeded_runs_are_summarised_as_mean_and_spread(tmp_path):
+    """Runs named ``<system> seed <n>`` become one row: mean ± sample sd of WER (and CER) over the seeds."""
+    seeded = []
+    for seed, (system, by_decoder) in zip((1, 2), HYPOTHESES.items()):
+        utterances = [UtteranceResult(i, s, r, h, sec) for (i, s, r, sec), h in zip(REFERENCES, by_decoder["greedy"])]
+        seeded.append(SystemResult(f"recipe seed {seed}", "dev", "greedy", "asr", utterances))
+    text = write_report(tmp_path, seeded, "seeds").read_text()
+    report = json.loads((tmp_path / "report.json").read_text())
+    (row,) = report["over_seeds"]
+    assert (row["system"], row["seeds"]) == ("recipe", 2)
+    assert row["headline"]["mean"] == pytest.approx((5 / 13 + 1 / 13) / 2)
+    assert row["headline"]["std"] == pytest.approx(abs(5 / 13 - 1 / 13) / 2 ** 0.5)
+    assert "## Over seeds" in text and "| recipe | 2 | 23.1 ± 21.8 (" in text

@@ -13,7 +13,7 @@ transcripts; the lexicon is written from the ARPA's words unless ``lm.lexicon`` 
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from audiossl.data.pipeline import AudioPipeline, DataConfig
 from audiossl.downstream.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
 from audiossl.downstream.lm import arpa_vocabulary, manifest_arpa, text_arpa
 from audiossl.downstream.interop import load_any_finetuned
+from audiossl.downstream.lm_tuning import LMTuning, tune_beam
 from audiossl.downstream.tasks import CTCTask, Decoder, DownstreamTask, Prediction, predict_all
 from audiossl.models.interop import InteropError
 from audiossl.progress import progress_bar
@@ -50,6 +51,13 @@ class LMConfig:
     beam_threshold: float = 25.0
     lm_weight: float = 2.0
     word_score: float = 1.0
+    tune_split: str | None = "dev_clean"  # choose lm_weight x word_score on this split per run; null: as given
+    tune_lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 6.0])
+    tune_word_scores: list[float] = field(default_factory=lambda: [-4.0, -2.0, -1.0, 0.0, 1.0])
+
+    def settings(self) -> BeamSettings:
+        return BeamSettings(beam_size=self.beam_size, beam_threshold=self.beam_threshold,
+                            lm_weight=self.lm_weight, word_score=self.word_score)
 
 
 @dataclass
@@ -117,29 +125,47 @@ def load_run(name: str, path: str) -> LoadedRun:
     return LoadedRun(name, task, config, checkpoint)
 
 
-_LM_DECODERS: dict[tuple, LMBeamDecoder] = {}
+_LM_FILES: dict[tuple, tuple[Path, Path]] = {}
 
 
-def lm_decoder(run: LoadedRun, cfg: EvaluateConfig) -> LMBeamDecoder:
-    """The LM beam decoder (loaded once per vocabulary and LM; runs of one report share it)."""
-    key = (tuple(run.task.vocab.symbols), run.data.manifest_dir, run.data.train_split, astuple(cfg.lm), cfg.out_dir)
-    if key not in _LM_DECODERS:
-        _LM_DECODERS[key] = _build_lm_decoder(run, cfg)
-    return _LM_DECODERS[key]
+def lm_files(run: LoadedRun, cfg: EvaluateConfig) -> tuple[Path, Path]:
+    """The ARPA and lexicon of the LM decoder (made once per vocabulary and LM; runs of one report share them).
 
-
-def _build_lm_decoder(run: LoadedRun, cfg: EvaluateConfig) -> LMBeamDecoder:
-    """With no ``lm.arpa`` an n-gram is built from ``lm.text``, else from training transcripts of the run's own
+    With no ``lm.arpa`` an n-gram is built from ``lm.text``, else from training transcripts of the run's own
     manifests (``lm.text_split``, or the run's training split when that split is not there): evaluation
     manifests (a new test set) need no training text."""
-    arpa = Path(cfg.lm.arpa) if cfg.lm.arpa else training_arpa(run, cfg.lm, Path(cfg.out_dir) / "lm")
-    if not arpa.is_file():
-        raise ConfigError(f"invalid config at 'lm.arpa': {arpa} does not exist")
-    lexicon = (Path(cfg.lm.lexicon) if cfg.lm.lexicon
-               else write_lexicon(arpa_vocabulary(arpa), arpa.with_suffix(".lexicon"), vocab=run.task.vocab))
-    settings = BeamSettings(beam_size=cfg.lm.beam_size, beam_threshold=cfg.lm.beam_threshold,
-                            lm_weight=cfg.lm.lm_weight, word_score=cfg.lm.word_score)
+    key = (tuple(run.task.vocab.symbols), run.data.manifest_dir, run.data.train_split, cfg.lm.arpa, cfg.lm.lexicon,
+           cfg.lm.text, cfg.lm.text_split, cfg.lm.order, cfg.out_dir)
+    if key not in _LM_FILES:
+        arpa = Path(cfg.lm.arpa) if cfg.lm.arpa else training_arpa(run, cfg.lm, Path(cfg.out_dir) / "lm")
+        if not arpa.is_file():
+            raise ConfigError(f"invalid config at 'lm.arpa': {arpa} does not exist")
+        lexicon = (Path(cfg.lm.lexicon) if cfg.lm.lexicon
+                   else write_lexicon(arpa_vocabulary(arpa), arpa.with_suffix(".lexicon"), vocab=run.task.vocab))
+        _LM_FILES[key] = arpa, lexicon
+    return _LM_FILES[key]
+
+
+def lm_decoder(run: LoadedRun, cfg: EvaluateConfig, settings: BeamSettings) -> LMBeamDecoder:
+    arpa, lexicon = lm_files(run, cfg)
     return LMBeamDecoder(run.task.vocab, arpa, lexicon, settings)
+
+
+def tune_lm(run: LoadedRun, cfg: EvaluateConfig) -> LMTuning:
+    """The run's LM weight and word score, chosen on ``lm.tune_split`` of the run's own manifests.
+
+    The run's manifests, like the LM text: a new test set scored with ``manifest_dir`` needs no dev split,
+    and its own utterances never choose the weights they are scored with.
+    """
+    split = str(cfg.lm.tune_split)
+    manifest_dir = Path(run.data.manifest_dir)
+    if not (manifest_dir / f"{split}.tsv").is_file():
+        raise ConfigError(f"invalid config at 'lm.tune_split': no {split}.tsv in the run's manifests {manifest_dir}; "
+                          "name a dev split there, or lm.tune_split=null to decode with lm.lm_weight / lm.word_score")
+    pipeline = AudioPipeline(split_data(run, manifest_dir, split, cfg), split, train=False)
+    batches = progress_bar(pipeline, total=len(pipeline), desc=f"{run.name} LM tuning", unit="batch", leave=False)
+    return tune_beam(run.task, batches, split, cfg.lm.settings(), lambda settings: lm_decoder(run, cfg, settings),
+                     cfg.lm.tune_lm_weights, cfg.lm.tune_word_scores, device=str(resolve_device(cfg.device)))
 
 
 def training_arpa(run: LoadedRun, lm: LMConfig, out_dir: Path) -> Path:
@@ -155,26 +181,34 @@ def training_arpa(run: LoadedRun, lm: LMConfig, out_dir: Path) -> Path:
     return manifest_arpa(manifest_dir, split, lm.order, out_dir)
 
 
-def decoders_for(run: LoadedRun, cfg: EvaluateConfig) -> dict[str, Decoder] | None:
+def uses_lm(run: LoadedRun, cfg: EvaluateConfig) -> bool:
+    return "lm" in cfg.decoders and isinstance(run.task, CTCTask) and run.task.vocab.is_letters
+
+
+def decoders_for(run: LoadedRun, cfg: EvaluateConfig, lm_settings: BeamSettings) -> dict[str, Decoder] | None:
     """Greedy and/or LM for letter CTC runs; None (argmax) for classification tasks."""
     if not isinstance(run.task, CTCTask):
         return None
     chosen: dict[str, Decoder] = {}
     if "greedy" in cfg.decoders:
         chosen["greedy"] = GreedyDecoder(run.task.vocab)
-    if "lm" in cfg.decoders and run.task.vocab.is_letters:
-        chosen["lm"] = lm_decoder(run, cfg)
+    if uses_lm(run, cfg):
+        chosen["lm"] = lm_decoder(run, cfg, lm_settings)
     return chosen
 
 
-def evaluate_split(run: LoadedRun, split: str, cfg: EvaluateConfig, notes: list[str]) -> list[SystemResult]:
-    """Decode one split with every decoder; files the pipeline skipped become a note in the report."""
-    data = run.data
-    manifest_dir = Path(cfg.manifest_dir or data.manifest_dir)
+def split_data(run: LoadedRun, manifest_dir: Path, split: str, cfg: EvaluateConfig) -> DataConfig:
+    """Every utterance of ``split`` in ``manifest_dir`` with the labels the run's task scores."""
     kinds = label_kinds(run.task_name, manifest_dir, [split])
-    data = eval_data_config(replace(data, manifest_dir=str(manifest_dir)), kinds, cfg.max_batch_samples)
-    pipeline = AudioPipeline(data, split, train=False)
-    decoders = decoders_for(run, cfg)
+    return eval_data_config(replace(run.data, manifest_dir=str(manifest_dir)), kinds, cfg.max_batch_samples)
+
+
+def evaluate_split(run: LoadedRun, split: str, cfg: EvaluateConfig, notes: list[str],
+                   lm_settings: BeamSettings) -> list[SystemResult]:
+    """Decode one split with every decoder; files the pipeline skipped become a note in the report."""
+    manifest_dir = Path(cfg.manifest_dir or run.data.manifest_dir)
+    pipeline = AudioPipeline(split_data(run, manifest_dir, split, cfg), split, train=False)
+    decoders = decoders_for(run, cfg, lm_settings)
     batches = progress_bar(pipeline, total=len(pipeline), desc=f"{run.name} {split}", unit="batch", leave=False)
     predicted = predict_all(run.task, batches, decoders, device=resolve_device(cfg.device))
     expected = pipeline.num_rows
@@ -208,11 +242,18 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Path, list[SystemResult]]:
     notes = [run_notes(run) for run in runs]
     results: list[SystemResult] = []
     for run in runs:
+        lm_settings = cfg.lm.settings()
+        if uses_lm(run, cfg) and cfg.lm.tune_split:
+            tuning = tune_lm(run, cfg)
+            lm_settings = replace(lm_settings, lm_weight=tuning.best.lm_weight, word_score=tuning.best.word_score)
+            notes.append(f"**{run.name}** LM weights tuned: {tuning.describe()}.")
         for split in cfg.splits or DEFAULT_SPLITS.get(run.task_name, ["test_clean", "test_other"]):
-            results += evaluate_split(run, split, cfg, notes)
+            results += evaluate_split(run, split, cfg, notes, lm_settings)
     if any(r.decoder == "lm" for r in results):
+        weights = (f"lm_weight / word_score per system as tuned on {cfg.lm.tune_split}" if cfg.lm.tune_split
+                   else f"lm_weight {cfg.lm.lm_weight}, word_score {cfg.lm.word_score}")
         notes.append(f"LM decoding: {cfg.lm.arpa or f'{cfg.lm.order}-gram built from {cfg.lm.text_split} transcripts'}, "
-                     f"beam {cfg.lm.beam_size}, lm_weight {cfg.lm.lm_weight}, word_score {cfg.lm.word_score}.")
+                     f"lexicon-constrained beam {cfg.lm.beam_size}, {weights}.")
     curves = {run.name: run.run_dir for run in runs if (run.run_dir / "metrics.jsonl").is_file()}
     save_results(Path(cfg.out_dir) / "results.json", results)
     probes = probe_section(cfg.bench) if cfg.bench else []

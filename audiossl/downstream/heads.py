@@ -6,10 +6,11 @@ so probes are linear and the largest head here is a 2-layer BiLSTM, the one SUPE
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from audiossl.audio.features import frame_mask
 from audiossl.models.output import EncoderOutput
@@ -67,21 +68,67 @@ class LinearHead(nn.Module):
 class BiLSTMHead(nn.Module):
     """SUPERB's ASR head: a few bidirectional LSTM layers then a linear CTC output layer.
 
-    Padded frames are packed away so the backward direction starts at each item's true last frame.
+    Each direction of each layer is its own one-layer LSTM run on the padded batch, the backward one on every
+    item reversed within its own length: the same result as packing, where the backward direction starts at
+    each item's true last frame, but on the fused dense LSTM kernel. A packed sequence falls back to a
+    per-step loop on CPU that is about five times slower (measured: 1.32 vs 0.25 s for 6 x 350 frames,
+    forward and backward, 2 threads).
     """
 
     def __init__(self, dim: int, num_classes: int, hidden: int = 256, layers: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(dim, hidden, num_layers=layers, bidirectional=True, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
+        sizes = [dim] + [2 * hidden] * (layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden, batch_first=True) for size in sizes)
+        self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden, batch_first=True) for size in sizes)
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(2 * hidden, num_classes)
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
-        packed = pack_padded_sequence(features, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = self.lstm(packed)
-        hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=features.shape[1])
+        order = reversal_index(lengths, features.shape[1])
+        hidden = features
+        for depth, (ahead, behind) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            if depth:
+                hidden = self.dropout(hidden)
+            forward_states = ahead(hidden)[0]
+            backward_states = behind(hidden.gather(1, order.expand(-1, -1, hidden.shape[-1])))[0]
+            backward_states = backward_states.gather(1, order.expand(-1, -1, backward_states.shape[-1]))
+            hidden = torch.cat([forward_states, backward_states], dim=-1)
         return self.proj(self.dropout(hidden))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Tensor], prefix: str, *args, **kwargs) -> None:
+        """Read heads saved as one ``nn.LSTM(bidirectional=True)`` (``lstm.weight_ih_l1_reverse``, ...)."""
+        pattern = re.compile(rf"^{re.escape(prefix)}lstm\.(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+        for key in [k for k in state_dict if pattern.match(k)]:
+            kind, gate, layer, reverse = pattern.match(key).groups()
+            side = "backward_layers" if reverse else "forward_layers"
+            state_dict[f"{prefix}{side}.{layer}.{kind}_{gate}_l0"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def reversal_index(lengths: Tensor, frames: int) -> Tensor:
+    """``(B, F, 1)`` gather index that reverses each item's first ``length`` frames and leaves padding in place.
+
+    It is its own inverse, so the same index turns the backward direction's output back into time order.
+    """
+    steps = torch.arange(frames, device=lengths.device)[None, :]
+    lengths = lengths.to(steps.device)[:, None]
+    return torch.where(steps < lengths, lengths - 1 - steps, steps)[..., None]
+
+
+def stack_frames(features: Tensor, lengths: Tensor, factor: int) -> tuple[Tensor, Tensor]:
+    """``(B, F, D) -> (B, ceil(F / k), k * D)``: each output frame is ``k`` consecutive frames side by side.
+
+    Letters need far fewer frames than a 10 ms upstream gives (wav2vec 2.0 emits 50 a second), and a
+    BiLSTM's time grows with its number of steps, so stacking halves the head's cost at ``k = 2`` while
+    keeping every input value (averaging would not). Frames past an item's length are zeroed first, so a
+    partial last group never mixes in another item's padding.
+    """
+    if factor == 1:
+        return features, lengths
+    batch, frames, dim = features.shape
+    features = features * frame_mask(lengths, frames)[..., None].to(features.dtype)
+    features = F.pad(features, (0, 0, 0, (-frames) % factor))
+    return features.reshape(batch, -1, factor * dim), (lengths + factor - 1) // factor
 
 
 def masked_mean(features: Tensor, lengths: Tensor) -> Tensor:

@@ -15,8 +15,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 from typing_extensions import override
 
+from audiossl.audio.features import utterance_cmvn
 from audiossl.config import ConfigError, check_choice
 from audiossl.data.batch import AudioBatch
 from audiossl.data.manifest import parse_alignment
@@ -26,12 +28,14 @@ from audiossl.downstream.heads import (
     PooledClassifier,
     WeightedLayerSum,
     build_frame_head,
+    stack_frames,
 )
 from audiossl.downstream import metrics
 from audiossl.downstream.decode import GreedyDecoder
 from audiossl.downstream.frozen import FrameGrid
 from audiossl.downstream.upstream import EncoderUpstream, Upstream, UpstreamSpec, rebuild_upstream, resolve_checkpoint
 from audiossl.downstream.vocab import Vocabulary, read_dict_file
+from audiossl.models.output import EncoderOutput
 from audiossl.objectives.base import Objective, ObjectiveOutput
 
 TASKS = ("asr", "phoneme", "phone_frames", "speaker")
@@ -69,6 +73,14 @@ class TaskConfig:
     trained after ``freeze_context_updates`` updates).
     ``holdout_fraction``: speaker ID only: share of each training speaker's utterances kept for test (as much
     again goes to dev).
+    ``frame_stack``: CTC tasks only: ``k`` consecutive upstream frames are concatenated into one head frame,
+    so a 10 ms upstream feeds a 20 ms CTC head at ``k = 2`` (half the BiLSTM steps, the same information).
+    ``cache_features``: frozen modes only: keep each utterance's hidden states in memory after its first pass,
+    so later epochs skip the upstream (all layers, float32: about 2 MB per minute of audio for a tiny
+    encoder at 10 ms, 35 MB for BASE; meant for few-label splits, not 100 h).
+    ``utterance_norm``: per-utterance mean and variance normalisation of the head input over its valid frames
+    (CMVN, as the fbank and MFCC front-ends do), which removes an utterance's stationary channel and level
+    offsets before the head sees them.
     """
 
     name: str = "asr"
@@ -81,6 +93,9 @@ class TaskConfig:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     holdout_fraction: float = 0.1
     select_metric: Optional[str] = None
+    frame_stack: int = 1
+    cache_features: bool = False
+    utterance_norm: bool = False
 
     def check(self, key: str = "task") -> TaskConfig:
         check_choice(self.name, TASKS, f"{key}.name")
@@ -92,6 +107,12 @@ class TaskConfig:
             raise ConfigError(f"invalid config at '{key}.holdout_fraction': must be in (0, 1/3]")
         if self.select_metric is not None:
             check_choice(self.select_metric, DEV_METRICS[self.name], f"{key}.select_metric")
+        if self.cache_features and self.mode == "finetune":
+            raise ConfigError(f"invalid config at '{key}.cache_features': the upstream trains in mode=finetune, "
+                              "so its features change every update; cache only with mode=probe or weighted")
+        if self.frame_stack < 1 or (self.frame_stack > 1 and self.name not in ("asr", "phoneme")):
+            raise ConfigError(f"invalid config at '{key}.frame_stack': must be 1, or >= 1 for the CTC tasks "
+                              f"(asr, phoneme); got {self.frame_stack} for {self.name}")
         return self
 
     def selection(self) -> tuple[str, bool]:
@@ -117,6 +138,7 @@ class DownstreamTask(Objective):
         self.masker = FrameMasker(m.time_prob, m.time_span, m.channel_prob, m.channel_span)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
         self.context_trainable: bool | None = None
+        self.feature_cache = FeatureCache() if cfg.cache_features and upstream.padding_invariant else None
         self._sync_schedule()
 
     def represent(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
@@ -129,8 +151,14 @@ class DownstreamTask(Objective):
         if self.masks_inside:
             output = self.encoder(batch.waveforms, batch.lengths, masker=self.masker)
             return self.reader(output), output.lengths
-        output = self.encoder(batch.waveforms, batch.lengths)
-        return self.masker(self.reader(output)), output.lengths
+        if self.feature_cache is not None:
+            output = self.feature_cache.output(batch, self.encoder)
+        else:
+            output = self.encoder(batch.waveforms, batch.lengths)
+        features = self.reader(output)
+        if self.cfg.utterance_norm:
+            features = utterance_cmvn(features, output.lengths)
+        return self.masker(features), output.lengths
 
     @property
     def masks_inside(self) -> bool:
@@ -171,6 +199,33 @@ class DownstreamTask(Objective):
         return groups
 
 
+class FeatureCache:
+    """Each utterance's frozen hidden states, kept after its first pass (``task.cache_features``).
+
+    A frozen upstream gives an utterance the same frames in every epoch, so with few labels most of a
+    step's upstream work is repeated work. Only upstreams whose frames do not depend on the batch's padding
+    are cached (``Upstream.padding_invariant``); a batch with any new utterance runs the upstream once for
+    the whole batch and stores the new ones. ``local_features`` are not kept (no downstream task reads
+    them); the first hidden state stands in for them.
+    """
+
+    def __init__(self) -> None:
+        self.layers: dict[str, list[Tensor]] = {}
+
+    def output(self, batch: AudioBatch, upstream: Upstream) -> EncoderOutput:
+        if any(utt not in self.layers for utt in batch.ids):
+            with torch.no_grad():
+                fresh = upstream(batch.waveforms, batch.lengths)
+            for row, utt in enumerate(batch.ids):
+                length = int(fresh.lengths[row])
+                self.layers.setdefault(utt, [layer[row, :length].detach() for layer in fresh.hidden_states])
+        stored = [self.layers[utt] for utt in batch.ids]
+        lengths = torch.tensor([items[0].shape[0] for items in stored], device=batch.waveforms.device)
+        hidden = [pad_sequence([items[depth] for items in stored], batch_first=True)
+                  for depth in range(len(stored[0]))]
+        return EncoderOutput(features=hidden[-1], lengths=lengths, hidden_states=hidden, local_features=hidden[0])
+
+
 def _decay_groups(params: list[nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": [p for p in params if p.dim() >= 2], "lr": lr, "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "lr": lr, "weight_decay": 0.0}]
@@ -183,13 +238,19 @@ class CTCTask(DownstreamTask):
         super().__init__(cfg, upstream)
         self.vocab = vocab
         self.label_kind = LABEL_KIND[cfg.name]
-        self.head = build_frame_head(cfg.head, upstream.dim, len(vocab), cfg.head_hidden, cfg.head_layers,
-                                     cfg.dropout)
+        self.head = build_frame_head(cfg.head, upstream.dim * cfg.frame_stack, len(vocab), cfg.head_hidden,
+                                     cfg.head_layers, cfg.dropout)
 
     def log_probs(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
         """``(B, F, V)`` log-probabilities and frame counts: the input of every CTC decoder."""
-        features, lengths = self.represent(batch)
+        features, lengths = stack_frames(*self.represent(batch), self.cfg.frame_stack)
         return self.head(features, lengths).log_softmax(dim=-1), lengths
+
+    def output_grid(self, sample_rate: int) -> FrameGrid:
+        """Where the CTC output frames sit in time: the upstream's grid, coarsened by ``frame_stack``."""
+        grid = FrameGrid.of(self.encoder, sample_rate)
+        k = self.cfg.frame_stack
+        return FrameGrid(grid.stride * k, grid.first_centre + grid.stride * (k - 1) / 2, sample_rate)
 
     @override
     def forward(self, batch: AudioBatch) -> ObjectiveOutput:

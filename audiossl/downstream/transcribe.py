@@ -24,7 +24,6 @@ from audiossl.audio.io import AudioPolicy, read_audio
 from audiossl.data.batch import AudioBatch
 from audiossl.data.manifest import read_tsv
 from audiossl.downstream.align import WordTiming, word_timings
-from audiossl.downstream.frozen import FrameGrid
 from audiossl.downstream.tasks import CTCTask
 from audiossl.progress import progress_bar, write_line
 
@@ -90,8 +89,7 @@ def transcribe_file(task: CTCTask, decoder: Decoder, path: Path, policy: AudioPo
     if int(lengths[0]) == 0:
         return Skipped(str(path), "too_short", f"{len(waveform)} samples make no encoder frame")
     text = decoder(log_probs, lengths)[0]
-    grid = FrameGrid.of(task.encoder, policy.sample_rate)
-    words = word_timings(text, log_probs[0, : int(lengths[0])], task.vocab, grid)
+    words = word_timings(text, log_probs[0, : int(lengths[0])], task.vocab, task.output_grid(policy.sample_rate))
     return Transcript(str(path), text, len(waveform) / policy.sample_rate, words)
 
 

@@ -46,6 +46,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     sections = [
         _title(report),
         _headline(report),
+        _over_seeds(report),
         report.get("probes", []),
         _comparisons(report),
         _details(report),
@@ -100,6 +101,32 @@ def _headline(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _over_seeds(report: dict[str, Any]) -> list[str]:
+    """Mean ± standard deviation over seeds for systems run as ``<name> seed <n>`` (see ``report.over_seeds``)."""
+    rows = report.get("over_seeds") or []
+    if not rows:
+        return []
+    columns = _unique((r["split"], r["decoder"]) for r in rows)
+    systems = _unique((r["system"], r["task"], r["seeds"]) for r in rows)
+    table = []
+    for system, task, seeds in systems:
+        cells = []
+        for column in columns:
+            found = [r for r in rows if (r["system"], r["task"], (r["split"], r["decoder"])) == (system, task, column)]
+            cells.append(_spread_cell(found[0]) if found else "–")
+        table.append([system, str(seeds), *cells])
+    legend = ("Mean ± sample standard deviation over seeds (one recipe, seeds differ); ASR cells: WER (CER) %.")
+    return ["## Over seeds", "", legend, "",
+            *_table(["System", "Seeds", *[f"{split} · {decoder}" for split, decoder in columns]], table)]
+
+
+def _spread_cell(row: Entry) -> str:
+    text = f"{100 * row['headline']['mean']:.1f} ± {100 * row['headline']['std']:.1f}"
+    if "cer" in row:
+        text += f" ({100 * row['cer']['mean']:.1f} ± {100 * row['cer']['std']:.1f})"
+    return text
+
+
 def _column(entry: Entry) -> tuple[str, str]:
     return entry["split"], entry["decoder"]
 
@@ -118,18 +145,35 @@ def _relative(new: float, old: float) -> str:
 
 
 def _comparisons(report: dict[str, Any]) -> list[str]:
-    """Decoders side by side per system and split, then every system against the first one listed."""
+    """Decoders side by side per system and split, then every system against the first one listed.
+
+    Each system-against-system bullet names the better of the two first and in bold, so a reader skimming
+    the bold words learns who won, never only who was compared.
+    """
     lines: list[str] = []
     for task, entries in _by_task(report).items():
-        metric = TASKS[task].name
+        scoring = TASKS[task]
+        metric = scoring.name
         for (system, split), base, other in _pairs(entries, ("system", "split")):
-            lines.append(f"- **{system}**, {split}: {base['decoder']} {percent(base['headline'])} → {other['decoder']} "
+            lines.append(f"- {system}, {split}: {base['decoder']} {percent(base['headline'])} → {other['decoder']} "
                          f"{percent(other['headline'])} {metric}{_relative(other['headline'], base['headline'])}")
         for (split, decoder), base, other in _pairs(entries, ("split", "decoder")):
-            lines.append(f"- {split} · {decoder}: **{other['system']}** {percent(other['headline'])} vs "
-                         f"{base['system']} {percent(base['headline'])} {metric}"
-                         f"{_relative(other['headline'], base['headline'])}")
+            lines.append(f"- {split} · {decoder}: {_verdict(base, other, scoring.lower_is_better, metric)}")
     return ["## Comparisons", "", *lines, ""] if lines else []
+
+
+def _verdict(first: Entry, second: Entry, lower_is_better: bool, metric: str) -> str:
+    """``**winner** x vs loser y metric (relative change)``, or a tie / an unscored pair said as such."""
+    a, b = first["headline"], second["headline"]
+    shown = f"{metric}"
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return f"{second['system']} {percent(b)} vs {first['system']} {percent(a)} {shown} (not comparable)"
+    if a == b:
+        return f"{second['system']} and {first['system']} tie at {percent(a)} {shown}"
+    first_wins = (a < b) == lower_is_better
+    winner, loser = (first, second) if first_wins else (second, first)
+    return (f"**{winner['system']}** {percent(winner['headline'])} beats {loser['system']} "
+            f"{percent(loser['headline'])} {shown}{_relative(winner['headline'], loser['headline'])}")
 
 
 def _pairs(entries: list[Entry], keys: tuple[str, str]) -> list[tuple[tuple[str, str], Entry, Entry]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -88,7 +89,39 @@ def collect(systems: Sequence[SystemResult], title: str, worst_count: int = 5) -
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "normalization": NORMALIZATION,
         "results": entries,
+        "over_seeds": over_seeds(entries),
     }
+
+
+SEEDED = re.compile(r"^(?P<system>.+?) seed (?P<seed>\d+)$")
+"""Systems named ``<system> seed <n>`` are runs of one recipe with different seeds."""
+
+
+def over_seeds(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean, sample standard deviation and range of each headline (and CER for ASR) over the seeds of a system.
+
+    One row per (system, split, decoder) that has at least two seeded runs, in first-seen order: the spread a
+    reader needs before believing that one recipe beats another.
+    """
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for entry in entries:
+        found = SEEDED.match(entry["system"])
+        if found:
+            groups.setdefault((found["system"], entry["split"], entry["decoder"], entry["task"]), []).append(entry)
+    rows = []
+    for (system, split, decoder, task), runs in groups.items():
+        if len(runs) < 2:
+            continue
+        row = {"system": system, "split": split, "decoder": decoder, "task": task, "seeds": len(runs),
+               "headline": _spread([r["headline"] for r in runs])}
+        if task == "asr":
+            row["cer"] = _spread([r["metrics"]["cer"] for r in runs])
+        rows.append(row)
+    return rows
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values), "min": min(values), "max": max(values)}
 
 
 def _draw(

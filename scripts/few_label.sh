@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make few-label`: the README's few-label ASR table. One recipe (conf/recipe/few_label_asr.yaml), three systems
+# that differ only in `init`, each split of labels, several seeds; then one report per split with the spread.
+#
+#   pretrained   the frozen pretrained encoder (PRETRAINED, default the hubert_tiny preset's run)
+#   fbank        the supervised baseline: the same BiLSTM CTC model on log-mel filterbanks, trained on the labels alone
+#   random       a frozen random encoder of the pretrained architecture (seeded per run)
+#
+# Knobs (environment): PRETRAINED, SPLITS ("train_10min train_1h"), SEEDS ("1 2 3"), OUT (runs/few_label),
+# STEPS (the recipe's trainer.max_steps unless set). Running it again resumes every run where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TORCH_COMPILE_DISABLE=1 HYDRA_FULL_ERROR=0
+BIN=.venv/bin
+PRETRAINED=${PRETRAINED:-runs/pretrain/hubert_tiny}
+SPLITS=${SPLITS:-"train_10min train_1h"}
+SEEDS=${SEEDS:-"1 2 3"}
+OUT=${OUT:-runs/few_label}
+MANIFESTS=${MANIFESTS:-manifests/synth}
+[ -e "$PRETRAINED" ] || {
+  echo "error: PRETRAINED=$PRETRAINED does not exist; pretrain first (audiossl-pretrain +experiment=hubert_tiny)" >&2
+  exit 2
+}
+
+finetune() {  # finetune RUN_DIR SPLIT SEED init=... [more overrides]; a finished run resumes at its end
+  local run_dir=$1 split=$2 seed=$3
+  shift 3
+  $BIN/audiossl-finetune +recipe=few_label_asr data.manifest_dir=$MANIFESTS data.train_split=$split \
+    trainer.seed=$seed data.seed=$seed run_dir=$run_dir ${STEPS:+trainer.max_steps=$STEPS} "$@"
+}
+
+for split in $SPLITS; do
+  runs=() names=()
+  for seed in $SEEDS; do
+    finetune $OUT/$split/pretrained_s$seed $split $seed init=$PRETRAINED
+    finetune $OUT/$split/fbank_s$seed $split $seed init=fbank
+    finetune $OUT/$split/random_s$seed $split $seed init=random encoder_from=$PRETRAINED
+    runs+=($OUT/$split/pretrained_s$seed $OUT/$split/fbank_s$seed $OUT/$split/random_s$seed)
+    names+=("'pretrained seed $seed'" "'fbank supervised seed $seed'" "'random init seed $seed'")
+  done
+  $BIN/audiossl-evaluate "runs=[$(IFS=,; echo "${runs[*]}")]" "names=[$(IFS=,; echo "${names[*]}")]" \
+    splits="[test_clean,test_other]" decoders="[greedy,lm]" out_dir=$OUT/report_$split \
+    title="'Few-label ASR on $split: frozen pretrained encoder vs supervised fbank vs random init, seeds $SEEDS'"
+done
