@@ -371,11 +371,12 @@ def test_bilstm_head_matches_a_packed_bidirectional_lstm_and_reads_its_weights()
 
 
 def test_cached_features_give_the_same_outputs_and_skip_the_upstream(audio_batch: AudioBatch) -> None:
+    """Training batches read the cache after an utterance's first pass; evaluation always runs the upstream."""
     vocab = Vocabulary.from_symbols(LETTERS)
     upstream = tiny_upstream()
-    cfg = TaskConfig(name="asr", mode="weighted", head="bilstm", head_hidden=8, frame_stack=2)
-    plain = CTCTask(cfg, upstream, vocab).eval()
-    cached = CTCTask(TaskConfig(**{**cfg.__dict__, "cache_features": True}), upstream, vocab).eval()
+    cfg = TaskConfig(name="asr", mode="weighted", head="bilstm", head_hidden=8, frame_stack=2, dropout=0.0)
+    plain = CTCTask(cfg, upstream, vocab).train()
+    cached = CTCTask(TaskConfig(**{**cfg.__dict__, "cache_features": True}), upstream, vocab).train()
     cached.load_state_dict(plain.state_dict())
     calls = []
     upstream.register_forward_hook(lambda *_: calls.append(1))
@@ -385,8 +386,10 @@ def test_cached_features_give_the_same_outputs_and_skip_the_upstream(audio_batch
         valid = frame_mask(got_lengths, got.shape[1])
         assert torch.equal(got_lengths, lengths) and torch.allclose(got[valid], expected[valid], atol=1e-5)
     assert len(calls) == 2  # the plain task once, the cached one only on its first pass
-    cached.train()(audio_batch).loss.backward()  # training reads the cache too, and the head learns from it
+    cached(audio_batch).loss.backward()  # the head learns from cached features
     assert cached.head.proj.weight.grad is not None
+    cached.eval().log_probs(audio_batch)
+    assert len(calls) == 3  # evaluation ran the upstream
     with pytest.raises(Exception, match="task.cache_features"):
         TaskConfig(name="asr", mode="finetune", cache_features=True).check()
 

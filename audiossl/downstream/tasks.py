@@ -111,8 +111,8 @@ class TaskConfig:
             raise ConfigError(f"invalid config at '{key}.cache_features': the upstream trains in mode=finetune, "
                               "so its features change every update; cache only with mode=probe or weighted")
         if self.frame_stack < 1 or (self.frame_stack > 1 and self.name not in ("asr", "phoneme")):
-            raise ConfigError(f"invalid config at '{key}.frame_stack': must be 1, or >= 1 for the CTC tasks "
-                              f"(asr, phoneme); got {self.frame_stack} for {self.name}")
+            raise ConfigError(f"invalid config at '{key}.frame_stack': must be >= 1, and 1 for tasks other than "
+                              f"the CTC ones (asr, phoneme); got {self.frame_stack} for {self.name}")
         return self
 
     def selection(self) -> tuple[str, bool]:
@@ -151,7 +151,7 @@ class DownstreamTask(Objective):
         if self.masks_inside:
             output = self.encoder(batch.waveforms, batch.lengths, masker=self.masker)
             return self.reader(output), output.lengths
-        if self.feature_cache is not None:
+        if self.feature_cache is not None and self.training:
             output = self.feature_cache.output(batch, self.encoder)
         else:
             output = self.encoder(batch.waveforms, batch.lengths)
@@ -203,7 +203,9 @@ class FeatureCache:
     """Each utterance's frozen hidden states, kept after its first pass (``task.cache_features``).
 
     A frozen upstream gives an utterance the same frames in every epoch, so with few labels most of a
-    step's upstream work is repeated work. Only upstreams whose frames do not depend on the batch's padding
+    step's upstream work is repeated work. The cache serves training batches only: utterance ids are unique
+    within one training split, while evaluation may meet the same ids in another condition (a corrupted
+    copy of a test set). Only upstreams whose frames do not depend on the batch's padding
     are cached (``Upstream.padding_invariant``); a batch with any new utterance runs the upstream once for
     the whole batch and stores the new ones. ``local_features`` are not kept (no downstream task reads
     them); the first hidden state stands in for them.
