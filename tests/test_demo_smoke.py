@@ -46,3 +46,12 @@ def test_demo_overrides_compose_with_the_configs() -> None:
         done = subprocess.run([sys.executable, "-c", code, *overrides, "--cfg", "job"], capture_output=True,
                               text=True, cwd=ROOT, env={**os.environ, "TORCH_COMPILE_DISABLE": "1"}, timeout=120)
         assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+
+
+def test_few_label_script_parses_and_needs_a_pretrained_run(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "few_label.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    env = {**os.environ, "PRETRAINED": str(tmp_path / "missing"), "OUT": str(tmp_path / "out")}
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=30)
+    assert done.returncode == 2 and "PRETRAINED" in done.stderr and "hubert_tiny" in done.stderr
+    assert not (tmp_path / "out").exists()
