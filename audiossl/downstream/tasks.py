@@ -39,6 +39,8 @@ from audiossl.models.output import EncoderOutput
 from audiossl.objectives.base import Objective, ObjectiveOutput
 
 TASKS = ("asr", "phoneme", "phone_frames", "speaker")
+CTC_TASKS = ("asr", "phoneme")
+"""Tasks whose output is a token sequence scored by CTC (``CTCTask``)."""
 MODES = ("probe", "weighted", "finetune")
 LABEL_KIND = {"asr": "ltr", "phoneme": "phn", "phone_frames": "align", "speaker": "spk"}
 """The manifest label file each task trains on."""
@@ -110,9 +112,9 @@ class TaskConfig:
         if self.cache_features and self.mode == "finetune":
             raise ConfigError(f"invalid config at '{key}.cache_features': the upstream trains in mode=finetune, "
                               "so its features change every update; cache only with mode=probe or weighted")
-        if self.frame_stack < 1 or (self.frame_stack > 1 and self.name not in ("asr", "phoneme")):
+        if self.frame_stack < 1 or (self.frame_stack > 1 and self.name not in CTC_TASKS):
             raise ConfigError(f"invalid config at '{key}.frame_stack': must be >= 1, and 1 for tasks other than "
-                              f"the CTC ones (asr, phoneme); got {self.frame_stack} for {self.name}")
+                              f"the CTC ones {CTC_TASKS}; got {self.frame_stack} for {self.name}")
         return self
 
     def selection(self) -> tuple[str, bool]:
@@ -474,7 +476,7 @@ class TaskOutputs:
 
 
 def build_task(cfg: TaskConfig, upstream: Upstream, outputs: TaskOutputs) -> DownstreamTask:
-    if cfg.name in ("asr", "phoneme"):
+    if cfg.name in CTC_TASKS:
         return CTCTask(cfg, upstream, Vocabulary.from_symbols(outputs.symbols))
     if cfg.name == "phone_frames":
         return FramePhoneTask(cfg, upstream, outputs.symbols)
@@ -487,7 +489,7 @@ def task_outputs(task_name: str, manifest_dir: Path, train_labels: list[str]) ->
     Frame classes come from the training alignments themselves (silence included, whatever it is called),
     so no frame of a training utterance is left without a class.
     """
-    if task_name in ("asr", "phoneme"):
+    if task_name in CTC_TASKS:
         return TaskOutputs(read_dict_file(manifest_dir / f"dict.{LABEL_KIND[task_name]}.txt"))
     if task_name == "phone_frames":
         return TaskOutputs(class_names(seg[0] for line in train_labels for seg in parse_alignment(line, "train")))

@@ -165,15 +165,14 @@ def _comparisons(report: dict[str, Any]) -> list[str]:
 def _verdict(first: Entry, second: Entry, lower_is_better: bool, metric: str) -> str:
     """``**winner** x vs loser y metric (relative change)``, or a tie / an unscored pair said as such."""
     a, b = first["headline"], second["headline"]
-    shown = f"{metric}"
     if a is None or b is None or math.isnan(a) or math.isnan(b):
-        return f"{second['system']} {percent(b)} vs {first['system']} {percent(a)} {shown} (not comparable)"
+        return f"{second['system']} {percent(b)} vs {first['system']} {percent(a)} {metric} (not comparable)"
     if a == b:
-        return f"{second['system']} and {first['system']} tie at {percent(a)} {shown}"
+        return f"{second['system']} and {first['system']} tie at {percent(a)} {metric}"
     first_wins = (a < b) == lower_is_better
     winner, loser = (first, second) if first_wins else (second, first)
     return (f"**{winner['system']}** {percent(winner['headline'])} beats {loser['system']} "
-            f"{percent(loser['headline'])} {shown}{_relative(winner['headline'], loser['headline'])}")
+            f"{percent(loser['headline'])} {metric}{_relative(winner['headline'], loser['headline'])}")
 
 
 def _pairs(entries: list[Entry], keys: tuple[str, str]) -> list[tuple[tuple[str, str], Entry, Entry]]:
