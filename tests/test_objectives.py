@@ -122,7 +122,8 @@ EXPECTED_METRICS = {
     "cpc": {"loss", "acc", "acc_k1", "acc_k4"},
     "apc": {"loss", "copy_l1"},
     "cola": {"loss", "acc", "contrastive", "variance", "emb_std"},
-    "wav2vec2": {"loss", "contrastive", "diversity", "penalty", "code_ppl", "prob_ppl", "temp", "acc", "mask_frac"},
+    "wav2vec2": {"loss", "contrastive", "diversity", "penalty", "code_ppl", "prob_ppl", "temp", "acc", "mask_frac",
+                 "logit_spread", "same_code"},
     "hubert": {"loss", "loss_m", "acc_m", "acc_u", "mask_frac"},
 }
 
@@ -172,6 +173,56 @@ def test_wav2vec2_learns(tmp_path):
     assert last_mean(history, "contrastive") < 0.8 * chance_loss
     assert last_mean(history, "acc") > 0.25
     assert history[-1]["code_ppl"] > 8  # not a collapse (one code = every distractor excluded = acc 1)
+
+
+# The 10 ms conv stack built the wav2vec 2.0 way (GELU, no bias) and built CPC_audio's way (ReLU, bias).
+CPC_STACK_W2V2_STYLE = TRANSFORMER | dict(conv_layers=CPC_STACK, conv_activation="gelu", conv_bias=False)
+CPC_STACK_CPC_STYLE = TRANSFORMER | dict(conv_layers=CPC_STACK, conv_activation="relu", conv_bias=True)
+
+
+def build_wav2vec2(encoder_kw: dict, **objective_overrides):
+    spec = objective_spec("wav2vec2")
+    config = to_config(spec.config_cls, {"name": "wav2vec2", **SMALL["wav2vec2"][1], **objective_overrides},
+                       "objective")
+    return spec.build(config, build_encoder(EncoderConfig(**encoder_kw)))
+
+
+OVERFIT = dict(mask_span=3, mask_prob=0.1, feature_penalty_weight=0.0, gumbel_temp_decay=0.99,
+               collapse_check_after=0)
+
+
+def test_wav2vec2_overfits_16_clips(tmp_path):
+    """Far below chance on 16 clips with the preset's 10 ms stack: masking, distractors, quantiser and loss can
+    learn at all (an objective stuck at log(K+1) fails here), with the codebook in use, and the collapse
+    warning stays quiet. About 20 s on one core."""
+    objective = build_wav2vec2(CPC_STACK_W2V2_STYLE, **OVERFIT)
+    history = train(objective, sweeps(16, 1.0, tmp_path), steps=250, lr=3e-3)
+    chance = math.log(21)
+    assert last_mean(history, "contrastive") < 0.45 * chance, [round(m["contrastive"], 2) for m in history[::10]]
+    assert last_mean(history, "acc") > 0.6
+    assert last_mean(history, "code_ppl") > 8 and last_mean(history, "same_code") < 0.2
+    assert objective.warnings(history[-1]) == []
+
+
+def test_collapse_warning_fires_on_a_run_stuck_at_chance(tmp_path):
+    """CPC_audio's conv blocks (bias + ReLU) under wav2vec 2.0: every frame's features share one large part,
+    the targets look alike and the loss sits at log(K+1). The warning must say so; the same run with the
+    wav2vec 2.0 conv blocks (the test above) learns and stays quiet."""
+    objective = build_wav2vec2(CPC_STACK_CPC_STYLE, **OVERFIT)
+    history = train(objective, sweeps(16, 1.0, tmp_path), steps=60, lr=3e-3)
+    assert last_mean(history, "contrastive") > 0.9 * math.log(21)
+    (advice,) = objective.warnings(history[-1])
+    assert "near chance" in advice and "learning rate" in advice
+
+
+def test_wav2vec2_continuous_targets(tmp_path):
+    """fairseq's ``quantize_targets=False``: no quantiser; the targets are the layer-normed conv features."""
+    objective = build("wav2vec2", quantize_targets=False)
+    assert objective.quantizer is None
+    output = objective(sweeps(4, 1.0, tmp_path))
+    assert torch.isfinite(output.loss) and "code_ppl" not in output.metrics and "diversity" not in output.metrics
+    output.loss.backward()
+    assert objective.encoder.feature_encoder.layers[0].conv.weight.grad.abs().sum() > 0
 
 
 def test_wav2vec2_mask_fraction_matches_expectation():

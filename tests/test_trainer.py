@@ -45,7 +45,11 @@ def test_training_lowers_loss_logs_everything_and_calls_hooks(tmp_path, batches,
     assert records[-1]["loss"] < records[0]["loss"] - 0.5, [r["loss"] for r in records]
     for record in records:
         assert record["audio_sec_per_sec"] > 0 and record["grad_norm"] > 0 and record["nonfinite_steps"] == 0
-        assert set(record["metrics"]) == {"acc", "chance", "temperature"}
+        norms = {k: v for k, v in record["metrics"].items() if k.startswith("grad_norm/")}
+        assert set(record["metrics"]) - set(norms) == {"acc", "chance", "temperature"}
+        # Each part's gradient norm, before clipping: the encoder's parts and the objective's own head.
+        assert {"grad_norm/encoder.feature_encoder", "grad_norm/encoder.context", "grad_norm/predictor"} <= set(norms)
+        assert all(value > 0 for value in norms.values())
     assert records[-1]["metrics"]["temperature"] == pytest.approx(1 / 40)  # on_update's return value is logged
     assert objective.updates_seen == list(range(1, 41))
     printed = capsys.readouterr().out

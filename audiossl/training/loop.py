@@ -18,6 +18,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, NamedTuple
 
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 from torch.nn.utils import clip_grad_norm_
 
 from audiossl.config import check_choice, check_positive
@@ -148,6 +149,21 @@ class LogWindow:
         return means | {"loss": mean_or_nan(self.losses), "grad_norm": mean_or_nan(self.grad_norms)}
 
 
+def module_grad_norms(objective: nn.Module) -> dict[str, float]:
+    """Gradient norm of each part of the model (the encoder's parts, the objective's own heads), before
+    clipping: which module a stuck or exploding run is training (or not) shows here first."""
+    parts = [(f"encoder.{name}", module) for name, module in objective.encoder.named_children()] if hasattr(
+        objective, "encoder") else []
+    parts += [(name, module) for name, module in objective.named_children() if name != "encoder"]
+    norms = {}
+    for name, module in parts:
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if grads:
+            norms[f"grad_norm/{name}"] = float(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.float()) for g in grads])))
+    return norms
+
+
 @final
 class Trainer:
     """Train ``objective`` on ``train_data`` for ``cfg.max_steps`` updates; ``fit()`` resumes when it can.
@@ -215,10 +231,11 @@ class Trainer:
             batch = next(batches)
             data_wait += time.perf_counter() - asked
             passes.append(self._forward_backward(batch, sync=index == self.cfg.accumulate - 1))
+        module_norms = module_grad_norms(self.objective) if (self.state.step + 1) % self.cfg.log_every == 0 else {}
         grad_norm = float(clip_grad_norm_(self.objective.parameters(), self.cfg.clip_norm or math.inf))
         bad = not all(math.isfinite(p.loss) for p in passes) or not math.isfinite(grad_norm)
         finite = not any_rank(bad, self.dist)
-        update_info = self._update() if finite else self._skip_update()
+        update_info = (self._update() | module_norms) if finite else self._skip_update()
         metrics = {name: mean_or_nan([p.metrics.get(name, math.nan) for p in passes]) for name in passes[0].metrics}
         loss, seconds = mean_or_nan([p.loss for p in passes]), sum(p.seconds for p in passes)
         return StepResult(finite, loss, metrics, seconds, grad_norm, update_info, data_wait)

@@ -1,0 +1,132 @@
+"""Can wav2vec 2.0 learn at all on this conv stack? Overfit 16 fixed 2 s crops of the corpus and watch the loss.
+
+A run that cannot leave log(K+1) on 16 clips has a fault that more data or updates will not fix. The same
+crops, masking, negatives, codebook, learning rate and temperature schedule run through our objective
+(``--peer ours``) or HF ``Wav2Vec2ForPreTraining`` with its own mask, negative sampling and loss (``--peer hf``),
+so "our bug" and "the recipe" can be told apart. ``--conv cpc`` builds the 10 ms stack as CPC_audio does
+(conv bias + ReLU), ``--conv w2v2`` as wav2vec 2.0 does (no bias, GELU); both with a LayerNorm per block.
+
+    python benchmarks/wav2vec2_overfit.py --peer ours --conv w2v2 --seed 0
+    python benchmarks/wav2vec2_overfit.py --peer hf --conv cpc --seed 1
+    python benchmarks/wav2vec2_overfit.py --peer ours --conv w2v2 --continuous    # quantize_targets=false
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from omegaconf import OmegaConf
+
+from audiossl.config import to_config
+from audiossl.data.batch import AudioBatch
+from audiossl.models import EncoderConfig, build_encoder
+from audiossl.objectives.base import objective_spec
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+CLIPS, SAMPLES = 16, 32_000
+
+
+def load_crops(manifest: Path) -> torch.Tensor:
+    """The first ``CLIPS`` utterances of a fairseq manifest, first 2 s of each."""
+    root, *rows = manifest.read_text().splitlines()
+    waves = [sf.read(Path(root) / row.split("\t")[0], dtype="float32", frames=SAMPLES)[0] for row in rows[:CLIPS]]
+    return torch.from_numpy(np.stack(waves))
+
+
+def preset() -> tuple[dict, dict]:
+    """Encoder and objective keys of ``wav2vec2_tiny``, dropout off (overfitting is the point)."""
+    experiment = OmegaConf.load(CONF / "experiment" / "wav2vec2_tiny.yaml")
+    encoder = OmegaConf.merge(OmegaConf.load(CONF / "encoder" / "cpc_transformer_tiny.yaml"), experiment.encoder)
+    objective = OmegaConf.merge(OmegaConf.load(CONF / "objective" / "wav2vec2.yaml"), experiment.objective)
+    encoder = OmegaConf.to_container(encoder) | {"dropout": 0.0, "attention_dropout": 0.0, "feature_dropout": 0.0}
+    return encoder, OmegaConf.to_container(objective) | {"target_dropout": 0.0}
+
+
+def ours(encoder: dict, objective: dict, waves: torch.Tensor):
+    spec = objective_spec("wav2vec2")
+    model = spec.build(to_config(spec.config_cls, objective, "objective"),
+                       build_encoder(to_config(EncoderConfig, encoder, "encoder")))
+    batch = AudioBatch(waves, torch.full((CLIPS,), SAMPLES), [str(i) for i in range(CLIPS)], {})
+
+    def step(update: int) -> tuple[torch.Tensor, float, float]:
+        model.on_update(update)
+        output = model(batch)
+        return output.loss, output.metrics["contrastive"], output.metrics.get("code_ppl", math.nan)
+    return model, step
+
+
+def hf(encoder: dict, objective: dict, waves: torch.Tensor):
+    from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
+
+    layers = encoder["conv_layers"]
+    config = Wav2Vec2Config(
+        conv_dim=[c for c, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
+        conv_stride=[s for _, _, s in layers], conv_bias=encoder["conv_bias"],
+        feat_extract_activation=encoder["conv_activation"], feat_extract_norm="layer",
+        do_stable_layer_norm=encoder["norm_first"], hidden_size=encoder["model_dim"],
+        num_hidden_layers=encoder["num_layers"], num_attention_heads=encoder["num_heads"],
+        intermediate_size=encoder["ffn_dim"], num_conv_pos_embeddings=encoder["pos_conv_kernel"],
+        num_conv_pos_embedding_groups=encoder["pos_conv_groups"], hidden_dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, feat_proj_dropout=0.0, feat_quantizer_dropout=0.0, layerdrop=0.0,
+        mask_time_prob=objective["mask_prob"] * objective["mask_span"], mask_time_length=objective["mask_span"],
+        num_codevectors_per_group=objective["codebook_entries"], num_codevector_groups=objective["num_codebooks"],
+        codevector_dim=objective["codevector_dim"], proj_codevector_dim=objective["final_dim"],
+        num_negatives=objective["num_negatives"], contrastive_logits_temperature=objective["logit_temperature"],
+        diversity_loss_weight=objective["diversity_weight"])
+    model = Wav2Vec2ForPreTraining(config).train()
+    frames = int(model._get_feat_extract_output_lengths(torch.tensor(SAMPLES)))
+
+    def step(update: int) -> tuple[torch.Tensor, float, float]:
+        c = objective
+        model.set_gumbel_temperature(max(c["gumbel_temp_start"] * c["gumbel_temp_decay"] ** update,
+                                         c["gumbel_temp_end"]))
+        mask = _compute_mask_indices((CLIPS, frames), config.mask_time_prob, config.mask_time_length, min_masks=2)
+        negatives = _sample_negative_indices((CLIPS, frames), config.num_negatives, mask_time_indices=mask)
+        output = model(waves, mask_time_indices=torch.from_numpy(mask),
+                       sampled_negative_indices=torch.from_numpy(negatives))
+        masked = float(mask.sum())  # HF sums over masked frames; its pretraining script divides by their count
+        return output.loss / masked, float(output.contrastive_loss) / masked, float(output.codevector_perplexity)
+    return model, step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer", choices=["ours", "hf"], default="ours")
+    parser.add_argument("--conv", choices=["cpc", "w2v2"], default="w2v2")
+    parser.add_argument("--continuous", action="store_true", help="quantize_targets=false (ours only)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--manifest", type=Path, default=Path("manifests/synth/train_clean.tsv"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)  # HF draws masks and negatives with numpy
+    encoder, objective = preset()
+    encoder |= {"conv_bias": args.conv == "cpc", "conv_activation": "relu" if args.conv == "cpc" else "gelu"}
+    objective["quantize_targets"] = not args.continuous
+    model, step = (ours if args.peer == "ours" else hf)(encoder, objective, load_crops(args.manifest))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    chance, started = math.log(objective["num_negatives"] + 1), time.perf_counter()
+    for update in range(1, args.steps + 1):
+        loss, contrastive, code_ppl = step(update - 1)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if update % 10 == 0:
+            print(f"{args.peer} conv={args.conv} seed={args.seed} update {update:4d}: contrastive {contrastive:.3f} "
+                  f"(chance {chance:.3f}), code perplexity {code_ppl:.1f}, "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
