@@ -92,6 +92,17 @@ def test_lm_tuning_picks_the_grid_point_with_the_lowest_dev_wer(finetuned: Path,
     assert wer_cer([p.reference for p in again], [p.hypothesis for p in again])["wer"] == pytest.approx(tuning.best.wer)
 
 
+def test_an_empty_lm_tuning_grid_names_the_key(finetuned: Path) -> None:
+    from audiossl.cli.evaluate import EvaluateConfig, LMConfig
+    from audiossl.config import ConfigError
+
+    cfg = EvaluateConfig(checkpoint=str(finetuned), lm=LMConfig(tune_word_scores=[]))
+    with pytest.raises(ConfigError, match="lm.tune_word_scores"):
+        cfg.systems()
+    cfg.lm.tune_split = None  # no tuning: the grid is not used
+    assert cfg.systems() == [(finetuned.name, str(finetuned))]
+
+
 def greedy_hypotheses(run_dir: Path, manifests: Path, split: str) -> dict[str, str]:
     """Decode ``split`` again, independently of the CLI: load the model, read each file, argmax, collapse."""
     from audiossl.downstream.tasks import load_finetuned

@@ -91,6 +91,11 @@ class EvaluateConfig:
             raise ConfigError(f"invalid config at 'names': {len(self.names)} names for {len(paths)} runs")
         for decoder in self.decoders:
             check_choice(decoder, DECODERS, "decoders")
+        if "lm" in self.decoders and self.lm.tune_split:
+            for key in ("tune_lm_weights", "tune_word_scores"):
+                if not getattr(self.lm, key):
+                    raise ConfigError(f"invalid config at 'lm.{key}': empty; give at least one value, or "
+                                      "lm.tune_split=null to decode with lm.lm_weight / lm.word_score as given")
         names = self.names or [Path(p).name if Path(p).is_dir() else Path(p).parent.parent.name for p in paths]
         return list(zip(names, paths))
 
