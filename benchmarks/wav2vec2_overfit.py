@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
-from audiossl.config import to_config
+from audiossl.cli._hydra import CONF_DIR
+from audiossl.cli.pretrain import PretrainSetup, validate
 from audiossl.data.batch import AudioBatch
-from audiossl.models import EncoderConfig, build_encoder
-from audiossl.objectives.base import objective_spec
+from audiossl.models import build_encoder
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 CLIPS, SAMPLES = 16, 32_000
 
 
@@ -39,19 +38,19 @@ def load_crops(manifest: Path) -> torch.Tensor:
     return torch.from_numpy(np.stack(waves))
 
 
-def preset() -> tuple[dict, dict]:
-    """Encoder and objective keys of ``wav2vec2_tiny``, dropout off (overfitting is the point)."""
-    experiment = OmegaConf.load(CONF / "experiment" / "wav2vec2_tiny.yaml")
-    encoder = OmegaConf.merge(OmegaConf.load(CONF / "encoder" / "cpc_transformer_tiny.yaml"), experiment.encoder)
-    objective = OmegaConf.merge(OmegaConf.load(CONF / "objective" / "wav2vec2.yaml"), experiment.objective)
-    encoder = OmegaConf.to_container(encoder) | {"dropout": 0.0, "attention_dropout": 0.0, "feature_dropout": 0.0}
-    return encoder, OmegaConf.to_container(objective) | {"target_dropout": 0.0}
+def preset(conv: str, continuous: bool) -> PretrainSetup:
+    """``wav2vec2_tiny`` as ``audiossl-pretrain`` composes it, with the conv style asked for and dropout off
+    (overfitting is the point)."""
+    overrides = ["+experiment=wav2vec2_tiny", "encoder.dropout=0.0", "encoder.attention_dropout=0.0",
+                 "encoder.feature_dropout=0.0", "objective.target_dropout=0.0",
+                 f"encoder.conv_bias={conv == 'cpc'}", f"encoder.conv_activation={'relu' if conv == 'cpc' else 'gelu'}",
+                 f"objective.quantize_targets={not continuous}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return validate(compose(config_name="pretrain", overrides=overrides))
 
 
-def ours(encoder: dict, objective: dict, waves: torch.Tensor):
-    spec = objective_spec("wav2vec2")
-    model = spec.build(to_config(spec.config_cls, objective, "objective"),
-                       build_encoder(to_config(EncoderConfig, encoder, "encoder")))
+def ours(setup: PretrainSetup, waves: torch.Tensor):
+    model = setup.spec.build(setup.objective, build_encoder(setup.encoder))
     batch = AudioBatch(waves, torch.full((CLIPS,), SAMPLES), [str(i) for i in range(CLIPS)], {})
 
     def step(update: int) -> tuple[torch.Tensor, float, float]:
@@ -61,32 +60,32 @@ def ours(encoder: dict, objective: dict, waves: torch.Tensor):
     return model, step
 
 
-def hf(encoder: dict, objective: dict, waves: torch.Tensor):
+def hf(setup: PretrainSetup, waves: torch.Tensor):
     from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
     from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
-    layers = encoder["conv_layers"]
+    encoder, objective = setup.encoder, setup.objective
+    layers = encoder.conv_layers
     config = Wav2Vec2Config(
         conv_dim=[c for c, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
-        conv_stride=[s for _, _, s in layers], conv_bias=encoder["conv_bias"],
-        feat_extract_activation=encoder["conv_activation"], feat_extract_norm="layer",
-        do_stable_layer_norm=encoder["norm_first"], hidden_size=encoder["model_dim"],
-        num_hidden_layers=encoder["num_layers"], num_attention_heads=encoder["num_heads"],
-        intermediate_size=encoder["ffn_dim"], num_conv_pos_embeddings=encoder["pos_conv_kernel"],
-        num_conv_pos_embedding_groups=encoder["pos_conv_groups"], hidden_dropout=0.0, attention_dropout=0.0,
+        conv_stride=[s for _, _, s in layers], conv_bias=encoder.conv_bias,
+        feat_extract_activation=encoder.conv_activation, feat_extract_norm="layer",
+        do_stable_layer_norm=encoder.norm_first, hidden_size=encoder.model_dim,
+        num_hidden_layers=encoder.num_layers, num_attention_heads=encoder.num_heads,
+        intermediate_size=encoder.ffn_dim, num_conv_pos_embeddings=encoder.pos_conv_kernel,
+        num_conv_pos_embedding_groups=encoder.pos_conv_groups, hidden_dropout=0.0, attention_dropout=0.0,
         activation_dropout=0.0, feat_proj_dropout=0.0, feat_quantizer_dropout=0.0, layerdrop=0.0,
-        mask_time_prob=objective["mask_prob"] * objective["mask_span"], mask_time_length=objective["mask_span"],
-        num_codevectors_per_group=objective["codebook_entries"], num_codevector_groups=objective["num_codebooks"],
-        codevector_dim=objective["codevector_dim"], proj_codevector_dim=objective["final_dim"],
-        num_negatives=objective["num_negatives"], contrastive_logits_temperature=objective["logit_temperature"],
-        diversity_loss_weight=objective["diversity_weight"])
+        mask_time_prob=objective.mask_prob * objective.mask_span, mask_time_length=objective.mask_span,
+        num_codevectors_per_group=objective.codebook_entries, num_codevector_groups=objective.num_codebooks,
+        codevector_dim=objective.codevector_dim, proj_codevector_dim=objective.final_dim,
+        num_negatives=objective.num_negatives, contrastive_logits_temperature=objective.logit_temperature,
+        diversity_loss_weight=objective.diversity_weight)
     model = Wav2Vec2ForPreTraining(config).train()
     frames = int(model._get_feat_extract_output_lengths(torch.tensor(SAMPLES)))
 
     def step(update: int) -> tuple[torch.Tensor, float, float]:
-        c = objective
-        model.set_gumbel_temperature(max(c["gumbel_temp_start"] * c["gumbel_temp_decay"] ** update,
-                                         c["gumbel_temp_end"]))
+        model.set_gumbel_temperature(max(objective.gumbel_temp_start * objective.gumbel_temp_decay ** update,
+                                         objective.gumbel_temp_end))
         mask = _compute_mask_indices((CLIPS, frames), config.mask_time_prob, config.mask_time_length, min_masks=2)
         negatives = _sample_negative_indices((CLIPS, frames), config.num_negatives, mask_time_indices=mask)
         output = model(waves, mask_time_indices=torch.from_numpy(mask),
@@ -110,12 +109,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # HF draws masks and negatives with numpy
-    encoder, objective = preset()
-    encoder |= {"conv_bias": args.conv == "cpc", "conv_activation": "relu" if args.conv == "cpc" else "gelu"}
-    objective["quantize_targets"] = not args.continuous
-    model, step = (ours if args.peer == "ours" else hf)(encoder, objective, load_crops(args.manifest))
+    setup = preset(args.conv, args.continuous)
+    model, step = (ours if args.peer == "ours" else hf)(setup, load_crops(args.manifest))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    chance, started = math.log(objective["num_negatives"] + 1), time.perf_counter()
+    chance, started = math.log(setup.objective.num_negatives + 1), time.perf_counter()
     for update in range(1, args.steps + 1):
         loss, contrastive, code_ppl = step(update - 1)
         optimizer.zero_grad()

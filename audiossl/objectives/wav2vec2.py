@@ -136,10 +136,10 @@ class Wav2Vec2(Objective):
         self.num_updates.fill_(step)
         return {"temp": self.temperature}
 
-    def _logits(self, predictions: Tensor, targets: Tensor, codes: Tensor,
+    def _logits(self, predictions: Tensor, targets: Tensor, codes: Tensor | None,
                 index: Tensor | None = None) -> Tensor:
         """``(B, M, 1 + K)`` cosine / temperature: the own target first, then K same-utterance distractors
-        (``-inf`` where a distractor has the positive's codes).
+        (``-inf`` where a distractor has the positive's codes; ``codes=None``, continuous targets: none is).
 
         Similarities are computed once for all masked-frame pairs (``B x M x M``) and distractors gathered
         from that matrix, which is exact and avoids materialising ``B x M x K x dim`` distractor vectors.
@@ -150,8 +150,10 @@ class Wav2Vec2(Objective):
         similarity = similarity / self.config.logit_temperature
         if index is None:
             index = sample_excluding_self(batch_size, masked, self.config.num_negatives, predictions.device)
-        same_code = (codes[:, :, None, :] == codes[:, None, :, :]).all(-1).gather(2, index)
-        distractors = similarity.gather(2, index).masked_fill(same_code, float("-inf"))
+        distractors = similarity.gather(2, index)
+        if codes is not None:
+            same_code = (codes[:, :, None, :] == codes[:, None, :, :]).all(-1).gather(2, index)
+            distractors = distractors.masked_fill(same_code, float("-inf"))
         return torch.cat([similarity.diagonal(dim1=1, dim2=2).unsqueeze(-1), distractors], dim=-1)
 
     @override
@@ -173,9 +175,7 @@ class Wav2Vec2(Objective):
         targets = self.target_projection(targets_in if quantized is None else quantized.vectors)
         targets = targets.view(batch_size, -1, config.final_dim)
         predictions = self.final_projection(output.features[mask]).view(batch_size, -1, config.final_dim)
-        # Continuous targets: every frame is its own "code" (fairseq drops exact duplicates only).
-        codes = (quantized.codes if quantized is not None else
-                 torch.arange(len(targets_in), device=z.device)[:, None]).view(batch_size, targets.shape[1], -1)
+        codes = None if quantized is None else quantized.codes.view(batch_size, -1, config.num_codebooks)
         logits = self._logits(predictions, targets, codes, negatives)
         contrastive, accuracy = info_nce(logits.float())
         loss = contrastive + config.feature_penalty_weight * penalty

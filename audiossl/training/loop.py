@@ -19,7 +19,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, NamedTuple
 import torch
 from omegaconf import OmegaConf
 from torch import nn
-from torch.nn.utils import clip_grad_norm_
+from torch.nn.utils import clip_grad_norm_, get_total_norm
 
 from audiossl.config import check_choice, check_positive
 from audiossl.data.batch import AudioBatch
@@ -159,8 +159,7 @@ def module_grad_norms(objective: nn.Module) -> dict[str, float]:
     for name, module in parts:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         if grads:
-            norms[f"grad_norm/{name}"] = float(torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g.float()) for g in grads])))
+            norms[f"grad_norm/{name}"] = float(get_total_norm(grads))
     return norms
 
 
@@ -231,7 +230,7 @@ class Trainer:
             batch = next(batches)
             data_wait += time.perf_counter() - asked
             passes.append(self._forward_backward(batch, sync=index == self.cfg.accumulate - 1))
-        module_norms = module_grad_norms(self.objective) if (self.state.step + 1) % self.cfg.log_every == 0 else {}
+        module_norms = module_grad_norms(self.objective) if self._logs_at(self.state.step + 1) else {}
         grad_norm = float(clip_grad_norm_(self.objective.parameters(), self.cfg.clip_norm or math.inf))
         bad = not all(math.isfinite(p.loss) for p in passes) or not math.isfinite(grad_norm)
         finite = not any_rank(bad, self.dist)
@@ -278,7 +277,7 @@ class Trainer:
             self._stop_if_diverged()
             return window
         last = step == self.cfg.max_steps
-        logged = step % self.cfg.log_every == 0 or last
+        logged = self._logs_at(step)
         if logged:
             self._log_train(window)
         if self._has_validation() and ((self.cfg.validate_every and step % self.cfg.validate_every == 0) or last):
@@ -286,6 +285,10 @@ class Trainer:
         if step % self.cfg.save_every == 0 or last:
             self._save()
         return LogWindow() if logged else window  # started after validation and saving: throughput is training's
+
+    def _logs_at(self, step: int) -> bool:
+        """Does update ``step`` end with a training log line?"""
+        return step % self.cfg.log_every == 0 or step == self.cfg.max_steps
 
     def _stop_if_diverged(self) -> None:
         if self.state.consecutive_nonfinite < self.cfg.max_consecutive_nonfinite:
