@@ -23,7 +23,9 @@ def to_config(cls: type[T], node: Any, key: str) -> T:
     """Validate ``node`` (a DictConfig, dict or None) against dataclass ``cls`` and instantiate it.
 
     ``key`` is where the node sits in the full config (``"objective"``), used in error messages.
-    Unknown keys and values of the wrong type raise ``ConfigError``.
+    Unknown keys and values of the wrong type raise ``ConfigError``. Every config class checks its values in
+    one method, ``validate()``, which raises ``ConfigError`` naming the key and returns the config; it runs
+    here, so whatever a command builds from hydra is checked before any work starts.
     """
     schema = OmegaConf.structured(cls)
     if node is None:
@@ -32,12 +34,14 @@ def to_config(cls: type[T], node: Any, key: str) -> T:
         node = OmegaConf.to_container(node, resolve=True)
     try:
         merged = OmegaConf.merge(schema, node)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         inner = getattr(error, "full_key", None) or getattr(error, "key", None) or ""
         where = f"{key}.{inner}" if inner else key
         message = getattr(error, "msg", None) or str(error).splitlines()[0]
         raise ConfigError(f"invalid config at '{where}': {message}") from None
+    validate = getattr(config, "validate", None)
+    return validate() if callable(validate) else config  # type: ignore[return-value]
 
 
 def check_choice(value: str, choices: list[str] | tuple[str, ...], key: str) -> str:

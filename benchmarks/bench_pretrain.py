@@ -100,7 +100,7 @@ def build_hf(objective: torch.nn.Module) -> torch.nn.Module:
         conv_dim=[c for c, _, _ in enc.conv_layers], conv_kernel=[k for _, k, _ in enc.conv_layers],
         conv_stride=[s for _, _, s in enc.conv_layers], conv_bias=enc.conv_bias,
         num_conv_pos_embeddings=enc.pos_conv_kernel, num_conv_pos_embedding_groups=enc.pos_conv_groups,
-        do_stable_layer_norm=enc.norm_first, mask_time_prob=obj.mask_prob * obj.mask_span,
+        do_stable_layer_norm=enc.norm_first, mask_time_prob=obj.mask_prob,
         mask_time_length=obj.mask_span, mask_time_min_masks=obj.min_mask_spans,
         num_codevectors_per_group=obj.codebook_entries, num_codevector_groups=obj.num_codebooks,
         codevector_dim=obj.codevector_dim, proj_codevector_dim=obj.final_dim, num_negatives=obj.num_negatives,
@@ -126,7 +126,7 @@ def build_fairseq2(objective: torch.nn.Module) -> torch.nn.Module:
     config = Wav2Vec2Config(
         encoder_config=encoder, final_dim=obj.final_dim, quantized_dim=obj.codevector_dim,
         num_codebooks=obj.num_codebooks, num_codebook_entries=obj.codebook_entries,
-        temporal_mask_span_len=obj.mask_span, max_temporal_mask_prob=obj.mask_prob * obj.mask_span,
+        temporal_mask_span_len=obj.mask_span, max_temporal_mask_prob=obj.mask_prob,
         min_num_temporal_mask_spans=obj.min_mask_spans, num_distractors=obj.num_negatives,
         logit_temp=obj.logit_temperature)
     return create_wav2vec2_model(config).train()

@@ -75,7 +75,7 @@ def hf(setup: PretrainSetup, waves: torch.Tensor):
         intermediate_size=encoder.ffn_dim, num_conv_pos_embeddings=encoder.pos_conv_kernel,
         num_conv_pos_embedding_groups=encoder.pos_conv_groups, hidden_dropout=0.0, attention_dropout=0.0,
         activation_dropout=0.0, feat_proj_dropout=0.0, feat_quantizer_dropout=0.0, layerdrop=0.0,
-        mask_time_prob=objective.mask_prob * objective.mask_span, mask_time_length=objective.mask_span,
+        mask_time_prob=objective.mask_prob, mask_time_length=objective.mask_span,
         num_codevectors_per_group=objective.codebook_entries, num_codevector_groups=objective.num_codebooks,
         codevector_dim=objective.codevector_dim, proj_codevector_dim=objective.final_dim,
         num_negatives=objective.num_negatives, contrastive_logits_temperature=objective.logit_temperature,

@@ -15,7 +15,7 @@ import numpy as np
 import soundfile
 
 from audiossl.data.manifest import ManifestRow, count_symbols, write_dict, write_manifest
-from audiossl.downstream.vocab import words_to_letters
+from audiossl.asr.vocab import words_to_letters
 
 SAMPLE_RATE = 16_000
 LETTERS = "ABEHLO"

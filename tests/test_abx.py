@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from audiossl.downstream.abx import AbxItem, abx_error, phone_items
-from audiossl.downstream.frozen import FrameGrid, FrozenSplit
+from audiossl.bench.abx import AbxItem, abx_error, phone_items
+from audiossl.features.frozen import FrameGrid, FrozenSplit
 
 
 def unit(degrees: float) -> list[float]:

@@ -9,9 +9,9 @@ import kenlm
 import pytest
 import torch
 
-from audiossl.downstream.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, greedy_ctc, write_lexicon
-from audiossl.downstream.lm import arpa_vocabulary, build_arpa
-from audiossl.downstream.vocab import Vocabulary, VocabularyError, letters_to_words, words_to_letters
+from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, greedy_ctc, write_lexicon
+from audiossl.asr.lm import arpa_vocabulary, build_arpa
+from audiossl.asr.vocab import Vocabulary, VocabularyError, letters_to_words, words_to_letters
 
 LETTERS = Vocabulary.from_symbols(list("|ACRT"))
 

@@ -11,25 +11,18 @@ import torch
 
 from audiossl.audio.features import frame_mask
 from audiossl.data.batch import AudioBatch
-from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, masked_mean, span_mask
-from audiossl.downstream.tasks import (
-    IGNORE,
-    CTCTask,
-    FramePhoneTask,
-    MaskingConfig,
-    SpeakerTask,
-    TaskConfig,
-    TaskOutputs,
-    align_targets,
-    build_task,
-    parse_alignment,
-    predict_all,
-    score,
-    speaker_holdout,
-)
-from audiossl.downstream.frozen import FrameGrid
-from audiossl.downstream.upstream import EncoderUpstream, UpstreamSpec
-from audiossl.downstream.vocab import Vocabulary
+from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, masked_mean
+from audiossl.models.masking import random_span_mask
+from audiossl.data.manifest import parse_alignment
+from audiossl.downstream.base import IGNORE, MaskingConfig, TaskConfig
+from audiossl.downstream.ctc import CTCTask
+from audiossl.downstream.finetuned import TaskOutputs, build_task
+from audiossl.downstream.frame_phones import FramePhoneTask, align_targets
+from audiossl.downstream.predict import predict_all, score
+from audiossl.downstream.speaker import SpeakerTask, speaker_holdout
+from audiossl.features.frozen import FrameGrid
+from audiossl.features.upstream import EncoderUpstream, UpstreamSpec
+from audiossl.asr.vocab import Vocabulary
 from audiossl.models.encoder import EncoderConfig, build_encoder
 
 LETTERS = ["|", "A", "B", "E", "H", "L", "O"]
@@ -184,7 +177,7 @@ def test_align_targets_read_each_frames_receptive_field_centre() -> None:
 
 
 def test_upstreams_know_their_frame_grid() -> None:
-    from audiossl.downstream.upstream import FrontEndUpstream
+    from audiossl.features.upstream import FrontEndUpstream
 
     assert FrameGrid.of(tiny_upstream(), 16_000) == FrameGrid(320, 200.0, 16_000)
     assert FrameGrid.of(FrontEndUpstream("mfcc"), 16_000) == FrameGrid(160, 200.0, 16_000)  # 25 ms windows
@@ -204,11 +197,12 @@ def test_finetuning_time_masks_use_the_pretrained_mask_embedding() -> None:
 
 
 def test_trainer_seed_decides_the_head_and_the_random_encoder(tmp_path) -> None:
-    from audiossl.cli.finetune import FinetuneConfig, make_upstream
+    from audiossl.downstream.finetune import FinetuneConfig, make_upstream
     from audiossl.training.checkpoint import seed_everything
+    from audiossl.training.loop import TrainerConfig
 
     def initial(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = FinetuneConfig(init="random", encoder=tiny_encoder_config())
+        cfg = FinetuneConfig(init="random", encoder=tiny_encoder_config(), trainer=TrainerConfig(seed=seed))
         seed_everything(seed)  # what audiossl-finetune does with trainer.seed before building
         upstream = make_upstream(cfg)
         task = build_task(TaskConfig(name="speaker", mode="probe"), upstream, TaskOutputs(["a", "b"]))
@@ -248,7 +242,7 @@ def test_masker_masks_in_training_only() -> None:
     assert 0.1 < (masked == 0).float().mean() < 0.9
     masker.eval()
     assert torch.equal(masker(features), features)
-    spans = span_mask((1, 100), 0.05, 10, torch.Generator().manual_seed(1))
+    spans = random_span_mask((1, 100), 0.5, 10, torch.Generator().manual_seed(1))
     assert spans.sum() >= 10  # a started span covers its full length
 
 
@@ -269,9 +263,9 @@ def test_config_errors_name_the_key() -> None:
     from audiossl.config import ConfigError
 
     with pytest.raises(ConfigError, match="task.mode"):
-        TaskConfig(mode="frozen").check()
+        TaskConfig(mode="frozen").validate()
     with pytest.raises(ConfigError, match="task.head"):
-        TaskConfig(mode="probe", head="bilstm").check()
+        TaskConfig(mode="probe", head="bilstm").validate()
 
 
 def test_task_checkpoint_keys_are_the_pretraining_encoder_keys() -> None:
@@ -286,7 +280,7 @@ def test_task_checkpoint_keys_are_the_pretraining_encoder_keys() -> None:
 
 @pytest.mark.parametrize("kind, dim", [("fbank", 80), ("mfcc", 39)])
 def test_front_end_baselines_stand_in_for_an_encoder(audio_batch: AudioBatch, kind: str, dim: int) -> None:
-    from audiossl.downstream.upstream import build_upstream, rebuild_upstream
+    from audiossl.features.upstream import build_upstream, rebuild_upstream
 
     upstream = build_upstream(kind, cmvn=False)
     output = upstream(audio_batch.waveforms, audio_batch.lengths)
@@ -301,7 +295,7 @@ def test_front_end_baselines_stand_in_for_an_encoder(audio_batch: AudioBatch, ki
 
 
 def test_unknown_init_is_a_clear_error() -> None:
-    from audiossl.downstream.upstream import build_upstream
+    from audiossl.features.upstream import build_upstream
 
     with pytest.raises(FileNotFoundError, match="no/such.pt"):
         build_upstream("no/such.pt")
@@ -345,7 +339,7 @@ def test_frame_stack_halves_ctc_frames_and_moves_the_output_grid(audio_batch: Au
     assert coarse.centres(2)[0] == pytest.approx(fine.centres(2).mean().item())  # between the two frames it holds
     stacked.train()(audio_batch).loss.backward()  # and it trains
     with pytest.raises(Exception, match="task.frame_stack"):
-        TaskConfig(name="speaker", frame_stack=2).check()
+        TaskConfig(name="speaker", frame_stack=2).validate()
 
 
 def test_bilstm_head_matches_a_packed_bidirectional_lstm_and_reads_its_weights() -> None:
@@ -391,7 +385,7 @@ def test_cached_features_give_the_same_outputs_and_skip_the_upstream(audio_batch
     cached.eval().log_probs(audio_batch)
     assert len(calls) == 3  # evaluation ran the upstream
     with pytest.raises(Exception, match="task.cache_features"):
-        TaskConfig(name="asr", mode="finetune", cache_features=True).check()
+        TaskConfig(name="asr", mode="finetune", cache_features=True).validate()
 
 
 def test_utterance_norm_gives_each_utterance_zero_mean_unit_variance(audio_batch: AudioBatch) -> None:

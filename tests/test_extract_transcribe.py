@@ -38,9 +38,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_ctc_alignment_places_words_where_their_letters_peak() -> None:
-    from audiossl.downstream.align import ctc_align, word_timings
-    from audiossl.downstream.frozen import FrameGrid
-    from audiossl.downstream.vocab import Vocabulary
+    from audiossl.asr.align import ctc_align, word_timings
+    from audiossl.features.frozen import FrameGrid
+    from audiossl.asr.vocab import Vocabulary
 
     vocab = Vocabulary.from_symbols(["|", "A", "B", "H", "L"])
     peaks = {2: "H", 3: "H", 4: "A", 6: "|", 8: "B", 9: "A", 10: "L", 11: "L", 12: "<blank>", 13: "L"}
@@ -81,8 +81,8 @@ def test_extract_cli_writes_exact_per_layer_features_and_resumes(corpus: tuple[P
     """GroupNorm encoders are encoded one utterance at a time, so stored frames equal the utterance alone."""
     from audiossl.audio.io import AudioPolicy, read_audio
     from audiossl.data.pipeline import DataConfig
-    from audiossl.downstream.feature_store import extract_to_disk, open_features
-    from audiossl.downstream.upstream import build_upstream
+    from audiossl.features.store import extract_to_disk, open_features
+    from audiossl.features.upstream import build_upstream
 
     manifests, model = corpus
     out = tmp_path / "features"
@@ -126,8 +126,8 @@ def test_finetune_evaluate_and_export_from_a_peer_checkpoint(corpus: tuple[Path,
     from audiossl.audio.io import AudioPolicy, read_audio
     from audiossl.cli.evaluate import EvaluateConfig, evaluate
     from audiossl.data.batch import AudioBatch
-    from audiossl.downstream.interop import export_model
-    from audiossl.downstream.tasks import load_finetuned
+    from audiossl.downstream.peer_ctc import export_model
+    from audiossl.downstream.finetuned import load_finetuned
 
     manifests, model = corpus
     run_dir = tmp_path / "asr"

@@ -39,7 +39,7 @@ def test_finetune_writes_checkpoints_config_and_dev_wer(finetuned: Path) -> None
     assert (finetuned / "checkpoints" / "best.pt").is_file()
     checkpoint = torch.load(finetuned / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
     assert checkpoint["config"]["downstream"]["upstream"]["kind"] == "encoder"
-    assert checkpoint["config"]["encoder"]["model_dim"] == 32  # load_pretrained_encoder can start from it
+    assert checkpoint["config"]["encoder"]["model_dim"] == 32  # load_encoder can start from it
     records = [json.loads(line) for line in (finetuned / "metrics.jsonl").read_text().splitlines()]
     valid = [r for r in records if r.get("split") == "valid"]
     assert [r["step"] for r in valid] == [6, 12] and all("wer" in r["metrics"] for r in valid)
@@ -76,8 +76,8 @@ def test_lm_tuning_picks_the_grid_point_with_the_lowest_dev_wer(finetuned: Path,
 
     from audiossl.cli.evaluate import EvaluateConfig, LMConfig, load_run, lm_decoder, split_data, tune_lm
     from audiossl.data.pipeline import AudioPipeline
-    from audiossl.downstream.metrics import wer_cer
-    from audiossl.downstream.tasks import predict_all
+    from audiossl.metrics import wer_cer
+    from audiossl.downstream.predict import predict_all
 
     lm = LMConfig(text_split="train_10min", order=2, beam_size=8, tune_lm_weights=[0.0, 3.0],
                   tune_word_scores=[-3.0, 1.0])
@@ -87,7 +87,7 @@ def test_lm_tuning_picks_the_grid_point_with_the_lowest_dev_wer(finetuned: Path,
     assert {(p.lm_weight, p.word_score) for p in tuning.points} == {(0.0, -3.0), (0.0, 1.0), (3.0, -3.0), (3.0, 1.0)}
     assert all((tuning.best.wer, tuning.best.cer) <= (p.wer, p.cer) for p in tuning.points)
     chosen = replace(lm.settings(), lm_weight=tuning.best.lm_weight, word_score=tuning.best.word_score)
-    dev = AudioPipeline(split_data(run, Path(run.data.manifest_dir), "dev_clean", cfg), "dev_clean", train=False)
+    dev = AudioPipeline(split_data(run, Path(run.saved.data.manifest_dir), "dev_clean", cfg), "dev_clean", train=False)
     again = predict_all(run.task, dev, {"lm": lm_decoder(run, cfg, chosen)})["lm"]
     assert wer_cer([p.reference for p in again], [p.hypothesis for p in again])["wer"] == pytest.approx(tuning.best.wer)
 
@@ -98,14 +98,14 @@ def test_an_empty_lm_tuning_grid_names_the_key(finetuned: Path) -> None:
 
     cfg = EvaluateConfig(checkpoint=str(finetuned), lm=LMConfig(tune_word_scores=[]))
     with pytest.raises(ConfigError, match="lm.tune_word_scores"):
-        cfg.systems()
+        cfg.validate()
     cfg.lm.tune_split = None  # no tuning: the grid is not used
-    assert cfg.systems() == [(finetuned.name, str(finetuned))]
+    assert cfg.validate().systems() == [(finetuned.name, str(finetuned))]
 
 
 def greedy_hypotheses(run_dir: Path, manifests: Path, split: str) -> dict[str, str]:
     """Decode ``split`` again, independently of the CLI: load the model, read each file, argmax, collapse."""
-    from audiossl.downstream.tasks import load_finetuned
+    from audiossl.downstream.finetuned import load_finetuned
 
     task, _, _ = load_finetuned(run_dir)
     lines = (manifests / f"{split}.tsv").read_text().splitlines()
@@ -140,7 +140,7 @@ def test_evaluate_a_new_test_set_and_an_lm_with_unspellable_words(finetuned: Pat
     manifests), and a user ARPA with words the model cannot spell loses those words, not the run."""
     import shutil
 
-    from audiossl.downstream.lm import build_arpa
+    from audiossl.asr.lm import build_arpa
 
     new_set = tmp_path / "new_set"
     new_set.mkdir()

@@ -94,7 +94,7 @@ def compare_hidden(ours, theirs: list[torch.Tensor], first: int = 1) -> list[flo
 def test_hf_ctc_import_matches_every_layer_and_the_logits(tmp_path: Path, speech: torch.Tensor, stable: bool) -> None:
     from transformers import Wav2Vec2ForCTC
 
-    from audiossl.downstream.interop import load_any_finetuned
+    from audiossl.downstream.peer_ctc import load_any_finetuned
 
     # the pre-LN variant puts the blank (<pad>) in the middle of the vocabulary: the import must move it
     tokens = [*TOKENS[1:5], "<pad>", *TOKENS[5:]] if stable else TOKENS
@@ -160,7 +160,7 @@ def test_torchaudio_cross_check_on_the_same_files(tmp_path: Path, speech: torch.
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
     from transformers import Wav2Vec2ForCTC
 
-    from audiossl.downstream.interop import load_any_finetuned, peer_vocabulary
+    from audiossl.downstream.peer_ctc import load_any_finetuned, peer_vocabulary
     from audiossl.models.interop.torchaudio import from_torchaudio, torchaudio_kwargs_of
 
     save_hf_ctc(tmp_path, True, TOKENS)
@@ -188,10 +188,11 @@ def test_export_to_hf_and_torchaudio_gives_the_same_outputs(tmp_path: Path, spee
     from torchaudio.models import wav2vec2_model
     from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2ForCTC, Wav2Vec2Model
 
-    from audiossl.downstream.interop import ctc_head_of
-    from audiossl.downstream.tasks import CTCTask, TaskConfig
-    from audiossl.downstream.upstream import EncoderUpstream, UpstreamSpec
-    from audiossl.downstream.vocab import Vocabulary
+    from audiossl.downstream.peer_ctc import ctc_head_of
+    from audiossl.downstream.base import TaskConfig
+    from audiossl.downstream.ctc import CTCTask
+    from audiossl.features.upstream import EncoderUpstream, UpstreamSpec
+    from audiossl.asr.vocab import Vocabulary
     from audiossl.models.encoder import EncoderConfig, build_encoder
     from audiossl.models.interop.hf import export_hf
     from audiossl.models.interop.torchaudio import export_torchaudio
@@ -288,7 +289,7 @@ def test_fairseq_checkpoints_import_like_the_hf_model_they_came_from(tmp_path: P
     from omegaconf import OmegaConf
     from transformers import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 
-    from audiossl.downstream.interop import load_any_finetuned
+    from audiossl.downstream.peer_ctc import load_any_finetuned
 
     stable, finetuned = kind == "finetuned_cfg", kind.startswith("finetuned")
     model_class = Wav2Vec2ForCTC if finetuned else Wav2Vec2ForPreTraining

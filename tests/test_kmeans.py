@@ -9,7 +9,7 @@ import pytest
 from _tone_corpus import run_cli, write_tone_corpus
 from audiossl.config import ConfigError
 from audiossl.data.manifest import read_tsv
-from audiossl.downstream.kmeans import KMeansConfig, run
+from audiossl.features.kmeans import KMeansConfig, run
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import audiossl
 
-LAYERS = ["config", "progress", "audio", "data", "models", "objectives", "training", "downstream", "bench", "reports", "cli"]
+LAYERS = ["config", "progress", "metrics", "audio", "data", "models", "objectives", "training", "features", "asr",
+          "downstream", "bench", "reports", "cli"]
 PACKAGE = Path(audiossl.__file__).parent
 
 
@@ -22,7 +23,9 @@ def _imported_modules(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.module == "audiossl" and node.level == 0:
+            names.extend(f"audiossl.{alias.name}" for alias in node.names)  # from audiossl import metrics
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.append(node.module)
         elif isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
@@ -47,3 +50,15 @@ def test_the_check_sees_imports() -> None:
     """Guard against a vacuous pass: the objectives really do import models, and models never objectives."""
     imports = _imported_modules(PACKAGE / "objectives" / "wav2vec2.py")
     assert any(_layer_of(m) == "models" for m in imports)
+
+
+def test_readme_architecture_matches_the_tree_in_layer_order() -> None:
+    """A newcomer finds the room for a change from the README alone, so its map must be the real one."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    block = readme.split("## Architecture", 1)[1].split("```", 2)[1]
+    listed = [line.split()[0].rstrip("/").removesuffix(".py") for line in block.splitlines()
+              if line.startswith("  ") and not line.startswith("   ")]
+    tree = {path.name.removesuffix(".py") for path in PACKAGE.iterdir()
+            if (path.is_dir() and (path / "__init__.py").is_file()) or (path.suffix == ".py" and path.stem != "__init__")}
+    assert set(listed) == tree
+    assert [name for name in listed if name in LAYERS] == LAYERS

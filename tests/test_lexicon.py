@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 
-from audiossl.data.lexicon import ARPABET_39, Lexicon, LexiconError, strip_stress, words_to_letters
+from audiossl.data.lexicon import ARPABET_39, Lexicon, LexiconError, strip_stress
+from audiossl.data.manifest import words_to_letters
 
 
 def no_g2p(text: str) -> list[list[str]]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from audiossl.downstream.metrics import (
+from audiossl.metrics import (
     accuracy,
     align,
     by_group,
@@ -107,7 +107,7 @@ def test_worst_utterances_ranked_by_errors_and_aligned():
 
 
 def test_cluster_quality_matches_a_hand_computation() -> None:
-    from audiossl.downstream.metrics import cluster_quality
+    from audiossl.metrics import cluster_quality
 
     quality = cluster_quality([0, 0, 1, 1], [0, 0, 0, 1])
     assert quality["phone_purity"] == pytest.approx(0.75) and quality["cluster_purity"] == pytest.approx(0.75)

@@ -15,7 +15,8 @@ from _trainer_support import write_clips
 from audiossl.cli._hydra import CONF_DIR
 from audiossl.cli.pretrain import pretrain, validate
 from audiossl.config import ConfigError
-from audiossl.training.checkpoint import latest_checkpoint, load_checkpoint, load_pretrained_encoder
+from audiossl.features.upstream import load_encoder
+from audiossl.training.checkpoint import latest_checkpoint, load_checkpoint
 from audiossl.training.logging import read_metrics
 
 PRESETS = ["cpc_tiny", "wav2vec2_tiny", "apc_tiny", "cola_tiny"]
@@ -110,5 +111,5 @@ def test_every_objective_trains_through_the_trainer(preset, tmp_path, clips):
     summary = pretrain(setup)
     assert summary["step"] == 3 and summary["nonfinite_steps"] == 0
     assert summary["valid"] and all(map(float.__instancecheck__, summary["valid"].values()))
-    encoder = load_pretrained_encoder(summary["last_checkpoint"])
+    encoder, _ = load_encoder(summary["last_checkpoint"])
     assert type(encoder).__name__ == "Encoder" and encoder.config.name == setup.encoder.name

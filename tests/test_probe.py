@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiossl.downstream.probe import fit_best_l2, fit_probe
+from audiossl.bench.probe import fit_best_l2, fit_probe
 
 
 def blobs(count: int, dim: int, classes: int, seed: int, spread: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ import json
 import matplotlib.image
 import pytest
 
-from audiossl.downstream.metrics import NORMALIZATION
+from audiossl.metrics import NORMALIZATION
 from audiossl.reports import SystemResult, UtteranceResult, load_results, save_results, write_report
 from audiossl.reports.plots import read_metrics_jsonl
 

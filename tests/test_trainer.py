@@ -12,7 +12,8 @@ import torch
 from _trainer_support import build_tiny_objective, load_batches, tiny_encoder_config, write_clips
 from audiossl.config import ConfigError, to_config
 from audiossl.data.batch import AudioBatch
-from audiossl.training import OptimConfig, Trainer, TrainerConfig, TrainingDiverged, load_pretrained_encoder
+from audiossl.features.upstream import load_encoder
+from audiossl.training import OptimConfig, Trainer, TrainerConfig, TrainingDiverged, Validation
 from audiossl.training import checkpoint as ckpt
 from audiossl.training.logging import RunLogger, read_metrics
 from audiossl.training.optim import build_optimizer, build_scheduler, lr_schedule
@@ -92,7 +93,7 @@ def test_validation_hook_selects_best_checkpoint(tmp_path, batches):
         return {"dev_acc": next(scores)}
 
     trainer = Trainer(objective, batches, quick_config(max_steps=6, validate_every=2), OptimConfig(lr=1e-3),
-                      tmp_path, evaluate=evaluate, select_metric="dev_acc", higher_is_better=True)
+                      tmp_path, Validation(evaluate=evaluate, select_metric="dev_acc", higher_is_better=True))
     summary = trainer.fit()
     assert (summary["best_step"], summary["best_metric"]) == (4, 0.9)
     assert ckpt.load_checkpoint(tmp_path / "checkpoints" / "best.pt")["step"] == 4
@@ -101,7 +102,7 @@ def test_validation_hook_selects_best_checkpoint(tmp_path, batches):
 
 def test_default_validation_averages_objective_metrics_without_touching_training_rng(tmp_path, batches):
     with_valid = make_trainer(tmp_path / "a", batches, max_steps=6, validate_every=2)
-    with_valid.valid_data = batches[:2]
+    with_valid.validation = Validation(data=batches[:2])
     with_valid.fit()
     valid = read_metrics(tmp_path / "a", "valid")
     assert [r["step"] for r in valid] == [2, 4, 6] and {"loss", "acc"} <= set(valid[0]["metrics"])
@@ -169,7 +170,7 @@ def test_gradient_accumulation_matches_one_large_batch(tmp_path, batches):
 def test_load_pretrained_encoder_rebuilds_the_trained_encoder(tmp_path, batches):
     trainer = make_trainer(tmp_path, batches, max_steps=3)
     trainer.fit()
-    encoder = load_pretrained_encoder(ckpt.latest_checkpoint(tmp_path)).eval()
+    encoder = load_encoder(ckpt.latest_checkpoint(tmp_path))[0].eval()
     trained = trainer.objective.encoder.eval()
     assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), trained.state_dict().values()))
     batch = batches[0]

@@ -32,6 +32,7 @@ ARPABET_PHONES: tuple[str, ...] = (
     "W", "Y", "Z", "ZH",
 )  # fmt: skip
 SILENCE = "SIL"
+"""The alignment label of a pause: written by the synthetic corpus, expected in ``.align`` files, the one name."""
 
 # espeak mnemonic (stress marks removed) -> ARPAbet-39 phones; [] = no segment of its own (the time
 # goes to the phone before). Diphthongs with r or schwa and syllabic consonants become two phones.

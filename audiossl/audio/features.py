@@ -130,10 +130,3 @@ class MFCC(nn.Module):
 
 
 FRONTENDS = {"logmel": LogMel, "fbank": Fbank, "mfcc": MFCC}
-
-
-def build_frontend(name: str, sample_rate: int = 16_000) -> nn.Module:
-    """A spectral baseline by name (``logmel``, ``fbank``, ``mfcc``) with its standard settings."""
-    if name not in FRONTENDS:
-        raise ValueError(f"unknown front-end {name!r}; choose one of {sorted(FRONTENDS)}")
-    return FRONTENDS[name](sample_rate=sample_rate)

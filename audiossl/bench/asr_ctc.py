@@ -12,12 +12,12 @@ from pathlib import Path
 from audiossl.bench.config import BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow, mean_and_std
-from audiossl.downstream import metrics
-from audiossl.downstream.ctc_probe import CTCProbeConfig, fit_ctc_probe, predict_split
-from audiossl.downstream.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
-from audiossl.downstream.frozen import FrozenSplit
-from audiossl.downstream.lm import arpa_vocabulary, manifest_arpa
-from audiossl.downstream.vocab import Vocabulary
+from audiossl import metrics
+from audiossl.bench.ctc_probe import CTCProbeConfig, fit_ctc_probe, predict_split
+from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
+from audiossl.features.frozen import FrozenSplit
+from audiossl.asr.lm import arpa_vocabulary, manifest_arpa
+from audiossl.asr.vocab import Vocabulary
 
 LM_SETTINGS = BeamSettings(beam_size=50, beam_threshold=25.0, lm_weight=2.0, word_score=1.0)
 
@@ -63,7 +63,7 @@ def run(features: UpstreamFeatures, cfg: BenchConfig, done: dict[str, BenchRow])
                 for metric in ("wer", "cer"):
                     results.setdefault(f"{name}_{decoder_name}_{metric}", []).append(float(scored[metric]))
         curves[f"seed {seed}"] = vars(fitted.curve)
-        details[f"seed {seed}"] = {"best_epoch": fitted.best_epoch, "layer_weights": fitted.probe.mix.weights()}
+        details[f"seed {seed}"] = {"best_epoch": fitted.best_epoch, "layer_weights": fitted.probe.mix.layer_weights()}
     scores = {}
     for key, values in results.items():
         scores[key], scores[f"{key}_std"] = mean_and_std(values)

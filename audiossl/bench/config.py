@@ -63,7 +63,7 @@ class BenchConfig:
     device: str = "auto"  # where upstreams encode (auto: the GPU when there is one); probes fit on the CPU
     progress: bool = True
 
-    def check(self) -> BenchConfig:
+    def validate(self) -> BenchConfig:
         if not self.upstreams:
             raise ConfigError("invalid config at 'upstreams': give at least one (a run dir, checkpoint, mfcc, ...)")
         if self.names and len(self.names) != len(self.upstreams):

@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from audiossl.config import ConfigError, to_config
-from audiossl.data.pipeline import AudioPipeline, DataConfig
-from audiossl.downstream.frozen import FrozenSplit, extract
-from audiossl.downstream.upstream import Upstream, build_upstream, resolve_checkpoint
+from audiossl.config import ConfigError
+from audiossl.data.pipeline import EVAL_BATCH_SAMPLES, AudioPipeline, DataConfig
+from audiossl.features.frozen import FrozenSplit, extract
+from audiossl.features.upstream import Upstream, build_upstream, random_upstream
 from audiossl.bench.config import FRONTENDS, BenchConfig
 from audiossl.training.distributed import resolve_device
 
 LABELS = ("align", "spk", "phn", "ltr", "wrd")
-EVAL_BATCH_SAMPLES = 16_000 * 60
 
 
 @dataclass
@@ -47,15 +44,10 @@ class UpstreamFeatures:
     def _build(self, cmvn: bool) -> Upstream:
         if self.source != "random":
             return build_upstream(self.source, cmvn=cmvn)
-        from audiossl.models.encoder import EncoderConfig
-        from audiossl.training.checkpoint import load_checkpoint
-
         if self.random_from is None:
             raise ConfigError("invalid config at 'random_from': upstream 'random' needs an architecture; give "
                               "random_from=<checkpoint> or a checkpoint among the upstreams")
-        node = (load_checkpoint(resolve_checkpoint(self.random_from)).get("config") or {}).get("encoder")
-        torch.manual_seed(1)  # the same random encoder in every run of the bench
-        return build_upstream("random", to_config(EncoderConfig, node, "random_from"))
+        return random_upstream(self.random_from, seed=1)  # the same random encoder in every run of the bench
 
     def split(self, split: str, cmvn: bool = True) -> FrozenSplit:
         key = (split, cmvn and self.is_frontend)
@@ -66,9 +58,7 @@ class UpstreamFeatures:
     def _extract(self, split: str, cmvn: bool) -> FrozenSplit:
         manifest_dir = Path(self.cfg.manifest_dir)
         labels = [kind for kind in LABELS if (manifest_dir / f"{split}.{kind}").is_file()]
-        data = DataConfig(manifest_dir=str(manifest_dir), labels=labels, crop=False, shuffle=False,
-                          min_sample_size=0, max_sample_size=EVAL_BATCH_SAMPLES,
-                          max_batch_samples=EVAL_BATCH_SAMPLES)
+        data = DataConfig(manifest_dir=str(manifest_dir), max_batch_samples=EVAL_BATCH_SAMPLES).for_evaluation(labels)
         pipeline = AudioPipeline(data, split, train=False)
         frozen = extract(self.upstream(cmvn), pipeline, total=len(pipeline), desc=f"{self.name} {split}",
                          progress=self.cfg.progress)

@@ -14,9 +14,10 @@ from audiossl.bench.config import BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
 from audiossl.data.manifest import parse_alignment
-from audiossl.downstream.frozen import FrozenSplit
-from audiossl.downstream.probe import LinearProbe, fit_probe
-from audiossl.downstream.tasks import IGNORE, frame_phones
+from audiossl.features.frozen import FrozenSplit
+from audiossl.bench.probe import LinearProbe, fit_probe
+from audiossl.downstream.base import IGNORE
+from audiossl.downstream.frame_phones import frame_phones
 
 L2 = 1e-5
 
@@ -31,7 +32,7 @@ def frame_targets(split: FrozenSplit, index: dict[str, int]) -> Tensor:
     """``(frames,)`` phone index per stored frame (``IGNORE`` where no segment or an unknown phone)."""
     per_utterance = []
     for line, utt, count in zip(split.labels["align"], split.ids, split.frame_counts().tolist()):
-        segments = " ".join(token for token in line.split() if token.split(":")[0] in index)
+        segments = [segment for segment in parse_alignment(line, utt) if segment[0] in index]
         per_utterance.append(frame_phones(segments, utt, split.grid.centres(count), index))
     return torch.cat(per_utterance)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from audiossl.bench.config import BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
-from audiossl.downstream.abx import abx_error, phone_items
+from audiossl.bench.abx import abx_error, phone_items
 
 
 def layers_to_score(features: UpstreamFeatures, cfg: BenchConfig, done: dict[str, BenchRow]) -> list[int]:

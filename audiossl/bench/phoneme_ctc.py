@@ -11,11 +11,11 @@ from pathlib import Path
 from audiossl.bench.config import BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow, mean_and_std
-from audiossl.downstream import metrics
-from audiossl.downstream.ctc_probe import CTCProbeConfig, fit_ctc_probe, predict_split
-from audiossl.downstream.decode import GreedyDecoder
-from audiossl.downstream.frozen import FrozenSplit
-from audiossl.downstream.vocab import Vocabulary
+from audiossl import metrics
+from audiossl.bench.ctc_probe import CTCProbeConfig, fit_ctc_probe, predict_split
+from audiossl.asr.decode import GreedyDecoder
+from audiossl.features.frozen import FrozenSplit
+from audiossl.asr.vocab import Vocabulary
 
 
 def references(split: FrozenSplit, vocab: Vocabulary) -> list[str]:
@@ -45,7 +45,7 @@ def run(features: UpstreamFeatures, cfg: BenchConfig, done: dict[str, BenchRow])
             hypotheses = predict_split(fitted.probe, split, decode, probe_cfg.batch_frames)
             results[f"{name}_per"].append(float(metrics.phone_error_rate(references(split, vocab), hypotheses)["per"]))
         curves[f"seed {seed}"] = vars(fitted.curve)
-        details[f"seed {seed}"] = {"best_epoch": fitted.best_epoch, "layer_weights": fitted.probe.mix.weights()}
+        details[f"seed {seed}"] = {"best_epoch": fitted.best_epoch, "layer_weights": fitted.probe.mix.layer_weights()}
     scores = {}
     for key, values in results.items():
         scores[key], scores[f"{key}_std"] = mean_and_std(values)

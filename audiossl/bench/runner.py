@@ -20,7 +20,7 @@ from audiossl.bench import asr_ctc, frame_phones, phone_abx, phoneme_ctc, speake
 from audiossl.bench.config import FRONTENDS, BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
-from audiossl.downstream.upstream import resolve_checkpoint
+from audiossl.features.upstream import resolve_checkpoint
 
 Task = Callable[[UpstreamFeatures, BenchConfig, dict[str, BenchRow]], BenchRow]
 TASKS: dict[str, Task] = {"phone_frames": frame_phones.run, "abx": phone_abx.run, "speaker": speaker_id.run,
@@ -61,7 +61,7 @@ def saved_row(path: Path, settings: dict[str, Any]) -> BenchRow | None:
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[BenchRow]:
     """Every row, in upstream order then task order; returns them (saved ones included)."""
-    cfg.check()
+    cfg.validate()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     random_from = cfg.random_from or next((u for u in cfg.upstreams if u not in (*FRONTENDS, "random")), None)

@@ -14,8 +14,8 @@ from audiossl.bench.config import BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
 from audiossl.config import ConfigError
-from audiossl.downstream.probe import fit_best_l2
-from audiossl.downstream.tasks import speaker_holdout
+from audiossl.bench.probe import fit_best_l2
+from audiossl.downstream.speaker import speaker_holdout
 
 HOLDOUT = 0.1
 

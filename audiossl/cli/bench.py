@@ -20,7 +20,7 @@ from audiossl.reports.bench import write_bench_report
 
 @hydra_app("bench")
 def main(node: Any) -> None:
-    cfg = to_config(BenchConfig, node, "bench").check()
+    cfg = to_config(BenchConfig, node, "bench")
     try:
         rows = run_bench(cfg)
     except FileNotFoundError as error:

@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from audiossl.cli._hydra import hydra_app
-from audiossl.cli.finetune import eval_data_config, label_kinds
 from audiossl.config import ConfigError, check_choice, to_config
 from audiossl.data.pipeline import AudioPipeline, DataConfig
-from audiossl.downstream.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
-from audiossl.downstream.lm import arpa_vocabulary, manifest_arpa, text_arpa
-from audiossl.downstream.interop import load_any_finetuned
+from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
+from audiossl.asr.lm import arpa_vocabulary, manifest_arpa, text_arpa
+from audiossl.downstream.finetune import label_kinds
+from audiossl.downstream.finetuned import SavedTask
+from audiossl.downstream.peer_ctc import load_any_finetuned
 from audiossl.downstream.lm_tuning import LMTuning, tune_beam
-from audiossl.downstream.tasks import CTCTask, Decoder, DownstreamTask, Prediction, predict_all
+from audiossl.downstream.base import DownstreamTask
+from audiossl.downstream.ctc import CTCTask
+from audiossl.downstream.predict import Decoder, Prediction, predict_all
 from audiossl.models.interop import InteropError
 from audiossl.progress import progress_bar
 from audiossl.reports.bench import probe_section
@@ -82,13 +85,15 @@ class EvaluateConfig:
     bench: str | None = None  # an audiossl-bench out_dir: its probe table goes into this report
     lm: LMConfig = field(default_factory=LMConfig)
 
-    def systems(self) -> list[tuple[str, str]]:
-        """(display name, run path) pairs, checked."""
-        paths = ([self.checkpoint] if self.checkpoint else []) + list(self.runs)
-        if not paths:
+    @property
+    def _paths(self) -> list[str]:
+        return ([self.checkpoint] if self.checkpoint else []) + list(self.runs)
+
+    def validate(self) -> EvaluateConfig:
+        if not self._paths:
             raise ConfigError("invalid config at 'checkpoint': give checkpoint=<run dir or .pt> or runs=[...]")
-        if self.names and len(self.names) != len(paths):
-            raise ConfigError(f"invalid config at 'names': {len(self.names)} names for {len(paths)} runs")
+        if self.names and len(self.names) != len(self._paths):
+            raise ConfigError(f"invalid config at 'names': {len(self.names)} names for {len(self._paths)} runs")
         for decoder in self.decoders:
             check_choice(decoder, DECODERS, "decoders")
         if "lm" in self.decoders and self.lm.tune_split:
@@ -96,6 +101,11 @@ class EvaluateConfig:
                 if not getattr(self.lm, key):
                     raise ConfigError(f"invalid config at 'lm.{key}': empty; give at least one value, or "
                                       "lm.tune_split=null to decode with lm.lm_weight / lm.word_score as given")
+        return self
+
+    def systems(self) -> list[tuple[str, str]]:
+        """(display name, run path) pairs."""
+        paths = self._paths
         names = self.names or [Path(p).name if Path(p).is_dir() else Path(p).parent.parent.name for p in paths]
         return list(zip(names, paths))
 
@@ -112,8 +122,8 @@ class LoadedRun:
         return self.config["task"]["name"]
 
     @property
-    def data(self) -> DataConfig:
-        return to_config(DataConfig, self.config["downstream"]["data"], "downstream.data")
+    def saved(self) -> SavedTask:
+        return SavedTask.of(self.config, self.checkpoint)
 
     @property
     def run_dir(self) -> Path:
@@ -139,7 +149,8 @@ def lm_files(run: LoadedRun, cfg: EvaluateConfig) -> tuple[Path, Path]:
     With no ``lm.arpa`` an n-gram is built from ``lm.text``, else from training transcripts of the run's own
     manifests (``lm.text_split``, or the run's training split when that split is not there): evaluation
     manifests (a new test set) need no training text."""
-    key = (tuple(run.task.vocab.symbols), run.data.manifest_dir, run.data.train_split, cfg.lm.arpa, cfg.lm.lexicon,
+    data = run.saved.data
+    key = (tuple(run.task.vocab.symbols), data.manifest_dir, data.train_split, cfg.lm.arpa, cfg.lm.lexicon,
            cfg.lm.text, cfg.lm.text_split, cfg.lm.order, cfg.out_dir)
     if key not in _LM_FILES:
         arpa = Path(cfg.lm.arpa) if cfg.lm.arpa else training_arpa(run, cfg.lm, Path(cfg.out_dir) / "lm")
@@ -163,7 +174,7 @@ def tune_lm(run: LoadedRun, cfg: EvaluateConfig) -> LMTuning:
     and its own utterances never choose the weights they are scored with.
     """
     split = str(cfg.lm.tune_split)
-    manifest_dir = Path(run.data.manifest_dir)
+    manifest_dir = Path(run.saved.data.manifest_dir)
     if not (manifest_dir / f"{split}.tsv").is_file():
         raise ConfigError(f"invalid config at 'lm.tune_split': no {split}.tsv in the run's manifests {manifest_dir}; "
                           "name a dev split there, or lm.tune_split=null to decode with lm.lm_weight / lm.word_score")
@@ -178,8 +189,8 @@ def training_arpa(run: LoadedRun, lm: LMConfig, out_dir: Path) -> Path:
         if not Path(lm.text).is_file():
             raise ConfigError(f"invalid config at 'lm.text': {lm.text} does not exist")
         return text_arpa(lm.text, lm.order, out_dir)
-    manifest_dir = Path(run.data.manifest_dir)
-    split = lm.text_split if (manifest_dir / f"{lm.text_split}.wrd").is_file() else run.data.train_split
+    manifest_dir = Path(run.saved.data.manifest_dir)
+    split = lm.text_split if (manifest_dir / f"{lm.text_split}.wrd").is_file() else run.saved.data.train_split
     if not (manifest_dir / f"{split}.wrd").is_file():
         raise ConfigError(f"invalid config at 'lm.text': no {lm.text_split}.wrd or {split}.wrd in the run's manifests "
                           f"{manifest_dir}; name a text file (lm.text=...) or an ARPA (lm.arpa=...)")
@@ -205,13 +216,15 @@ def decoders_for(run: LoadedRun, cfg: EvaluateConfig, lm_settings: BeamSettings)
 def split_data(run: LoadedRun, manifest_dir: Path, split: str, cfg: EvaluateConfig) -> DataConfig:
     """Every utterance of ``split`` in ``manifest_dir`` with the labels the run's task scores."""
     kinds = label_kinds(run.task_name, manifest_dir, [split])
-    return eval_data_config(replace(run.data, manifest_dir=str(manifest_dir)), kinds, cfg.max_batch_samples)
+    batch_samples = max(run.saved.data.max_batch_samples, cfg.max_batch_samples)
+    data = replace(run.saved.data, manifest_dir=str(manifest_dir), max_batch_samples=batch_samples)
+    return data.for_evaluation(kinds)
 
 
 def evaluate_split(run: LoadedRun, split: str, cfg: EvaluateConfig, notes: list[str],
                    lm_settings: BeamSettings) -> list[SystemResult]:
     """Decode one split with every decoder; files the pipeline skipped become a note in the report."""
-    manifest_dir = Path(cfg.manifest_dir or run.data.manifest_dir)
+    manifest_dir = Path(cfg.manifest_dir or run.saved.data.manifest_dir)
     pipeline = AudioPipeline(split_data(run, manifest_dir, split, cfg), split, train=False)
     decoders = decoders_for(run, cfg, lm_settings)
     batches = progress_bar(pipeline, total=len(pipeline), desc=f"{run.name} {split}", unit="batch", leave=False)
@@ -232,16 +245,16 @@ def _utterance(prediction: Prediction) -> UtteranceResult:
 
 def run_notes(run: LoadedRun) -> str:
     """Where a system came from: init, task mode, checkpoint and its dev score."""
-    upstream = run.config["downstream"]["upstream"]
+    saved = run.saved
     return (f"**{run.name}**: `{run.checkpoint}`; task {run.task_name} ({run.config['task']['mode']}), "
-            f"upstream {upstream['kind']} from `{upstream['source']}`, trained on "
-            f"{run.config['downstream']['data']['train_split']}, step {int(run.task.updates)}.")
+            f"upstream {saved.upstream.kind} from `{saved.upstream.source}`, trained on "
+            f"{saved.data.train_split}, step {int(run.task.updates)}.")
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[Path, list[SystemResult]]:
     """Score every run on every split with every decoder; write the report; return its path and results."""
     device = resolve_device(cfg.device)
-    runs = [load_run(name, path) for name, path in cfg.systems()]
+    runs = [load_run(name, path) for name, path in cfg.validate().systems()]
     for run in runs:
         run.task.to(device)
     notes = [run_notes(run) for run in runs]

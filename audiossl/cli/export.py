@@ -6,7 +6,7 @@
 
 A fine-tuned CTC model (linear head on the last layer) goes out with its head and vocabulary, anything else
 as the bare encoder (``Wav2Vec2Model``). Only Transformer encoders over the wav2vec 2.0-style conv stack can
-be exported. Peer checkpoints convert too. The logic is in ``audiossl.downstream.interop.export_model``.
+be exported. Peer checkpoints convert too. The logic is in ``audiossl.downstream.peer_ctc.export_model``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from audiossl.cli._hydra import hydra_app
 from audiossl.config import ConfigError, check_choice, to_config
-from audiossl.downstream.interop import EXPORT_FORMATS, export_model
+from audiossl.downstream.peer_ctc import EXPORT_FORMATS, export_model
 from audiossl.models.interop import InteropError
 
 
@@ -29,7 +29,7 @@ class ExportConfig:
     out: str | None = None
     dict_path: str | None = None
 
-    def check(self) -> ExportConfig:
+    def validate(self) -> ExportConfig:
         check_choice(self.format, EXPORT_FORMATS, "format")
         for key in ("checkpoint", "out"):
             if not getattr(self, key):
@@ -39,7 +39,7 @@ class ExportConfig:
 
 @hydra_app("export")
 def main(node: Any) -> None:
-    cfg = to_config(ExportConfig, node, "export").check()
+    cfg = to_config(ExportConfig, node, "export")
     try:
         written = export_model(cfg.checkpoint, cfg.out, cfg.format, cfg.dict_path)
     except (FileNotFoundError, InteropError) as error:

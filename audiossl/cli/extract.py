@@ -7,7 +7,7 @@
 ``upstream`` is anything ``audiossl-finetune init=`` takes except ``random``: an audiossl pretraining or
 fine-tuning checkpoint (or run directory) of any objective, a peer checkpoint (HF directory, fairseq
 ``.pt``, our torchaudio file, fairseq2 checkpoint), ``fbank`` or ``mfcc``. Running the command again skips
-the utterances already on disk. The logic and the on-disk layouts are in ``audiossl.downstream.feature_store``.
+the utterances already on disk. The logic and the on-disk layouts are in ``audiossl.features.store``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from audiossl.cli._hydra import hydra_app
 from audiossl.config import ConfigError, check_choice, to_config
 from audiossl.data.manifest import ManifestError
 from audiossl.data.pipeline import DataConfig
-from audiossl.downstream.feature_store import DTYPES, FORMATS, extract_to_disk
-from audiossl.downstream.upstream import build_upstream
+from audiossl.features.store import DTYPES, FORMATS, extract_to_disk
+from audiossl.features.upstream import build_upstream
 from audiossl.models.interop import InteropError
 
 
@@ -42,7 +42,7 @@ class ExtractConfig:
     num_threads: int = 1
     data: DataConfig = field(default_factory=lambda: DataConfig(crop=False, min_sample_size=0))
 
-    def check(self) -> ExtractConfig:
+    def validate(self) -> ExtractConfig:
         check_choice(self.format, FORMATS, "format")
         check_choice(self.dtype, tuple(DTYPES), "dtype")
         if self.upstream == "random":
@@ -53,7 +53,7 @@ class ExtractConfig:
 
 @hydra_app("extract")
 def main(node: Any) -> None:
-    cfg = to_config(ExtractConfig, node, "extract").check()
+    cfg = to_config(ExtractConfig, node, "extract")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     try:

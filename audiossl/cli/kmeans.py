@@ -3,7 +3,7 @@
     audiossl-kmeans                                          # iteration 1: MFCC, k=100 -> {split}.km
     audiossl-kmeans features=runs/hubert_it1 layer=2 label=km2   # iteration 2: a trained encoder's layer
 
-The logic lives in ``audiossl.downstream.kmeans``.
+The logic lives in ``audiossl.features.kmeans``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from audiossl.cli._hydra import hydra_app
 from audiossl.config import to_config
-from audiossl.downstream.kmeans import KMeansConfig, describe_quality, run
+from audiossl.features.kmeans import KMeansConfig, describe_quality, run
 
 
 @hydra_app("kmeans")

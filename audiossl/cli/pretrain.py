@@ -26,12 +26,12 @@ from omegaconf.errors import OmegaConfBaseException
 from audiossl.cli._hydra import hydra_app
 from audiossl.config import ConfigError, to_config
 from audiossl.data.pipeline import AudioPipeline, DataConfig
-from audiossl.downstream.kmeans import describe_quality, quality_path
+from audiossl.features.kmeans import describe_quality, quality_path
 from audiossl.models.encoder import EncoderConfig, build_encoder
 from audiossl.objectives.base import ObjectiveSpec, objective_names, objective_spec
 from audiossl.training.checkpoint import seed_everything
 from audiossl.training.distributed import DistContext, init_distributed, shutdown
-from audiossl.training.loop import Trainer, TrainerConfig, TrainingDiverged
+from audiossl.training.loop import Trainer, TrainerConfig, TrainingDiverged, Validation
 from audiossl.training.optim import OptimConfig
 
 TOP_LEVEL_KEYS = ("run_dir", "objective", "encoder", "data", "optim", "trainer")
@@ -69,7 +69,7 @@ def validate(cfg: DictConfig) -> PretrainSetup:
         run_dir=run_dir,
         spec=spec,
         objective=objective,
-        encoder=to_config(EncoderConfig, node.get("encoder"), "encoder").validate(),
+        encoder=to_config(EncoderConfig, node.get("encoder"), "encoder"),
         data=to_config(DataConfig, node.get("data"), "data"),
         optim=to_config(OptimConfig, node.get("optim"), "optim"),
         trainer=to_config(TrainerConfig, node.get("trainer"), "trainer"),
@@ -84,8 +84,7 @@ def validate_objective(node: Any) -> tuple[ObjectiveSpec, Any]:
     spec = objective_spec(name)
     field_names = {f.name for f in dataclasses.fields(spec.config_cls)}
     values = node if "name" in field_names else {k: v for k, v in node.items() if k != "name"}
-    config = to_config(spec.config_cls, values, "objective")
-    return spec, config.validate() if hasattr(config, "validate") else config
+    return spec, to_config(spec.config_cls, values, "objective")
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
@@ -153,7 +152,7 @@ def pretrain(setup: PretrainSetup) -> dict[str, Any] | None:
         keep_label_quality(setup)
     seed_everything(setup.trainer.seed)  # same initial weights on every rank and on every restart
     objective = setup.spec.build(setup.objective, build_encoder(setup.encoder))
-    trainer = Trainer(objective, train, setup.trainer, setup.optim, setup.run_dir, valid_data=valid,
+    trainer = Trainer(objective, train, setup.trainer, setup.optim, setup.run_dir, Validation(data=valid),
                       config_to_save=setup.resolved())
     try:
         summary = trainer.fit()

@@ -23,10 +23,10 @@ from audiossl.audio.io import AudioPolicy
 from audiossl.cli._hydra import hydra_app
 from audiossl.config import ConfigError, check_choice, to_config
 from audiossl.data.manifest import ManifestError
-from audiossl.downstream.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
-from audiossl.downstream.interop import load_any_finetuned
-from audiossl.downstream.lm import arpa_vocabulary, text_arpa
-from audiossl.downstream.tasks import CTCTask
+from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
+from audiossl.downstream.peer_ctc import load_any_finetuned
+from audiossl.asr.lm import arpa_vocabulary, text_arpa
+from audiossl.downstream.ctc import CTCTask
 from audiossl.downstream.transcribe import Decoder, find_audio, transcribe, write_outputs
 from audiossl.models.interop import InteropError
 
@@ -63,7 +63,7 @@ class TranscribeConfig:
     num_threads: int = 1
     lm: TranscribeLMConfig = field(default_factory=TranscribeLMConfig)
 
-    def check(self) -> TranscribeConfig:
+    def validate(self) -> TranscribeConfig:
         check_choice(self.decoder, DECODERS, "decoder")
         if not self.model:
             raise ConfigError("invalid config at 'model': name a fine-tuned run, checkpoint or peer CTC model")
@@ -103,7 +103,7 @@ def lm_decoder(task: CTCTask, lm: TranscribeLMConfig, out_dir: Path) -> LMBeamDe
 
 @hydra_app("transcribe")
 def main(node: Any) -> None:
-    cfg = to_config(TranscribeConfig, node, "transcribe").check()
+    cfg = to_config(TranscribeConfig, node, "transcribe")
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     task = load_model(cfg)

@@ -14,8 +14,7 @@ ARPABET_39: tuple[str, ...] = (
     "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH", "IY", "JH",
     "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH",
 )  # fmt: skip
-SILENCE = "SIL"
-WORD_BOUNDARY = "|"
+
 
 G2P = Callable[[str], list[list[str]]]
 
@@ -27,11 +26,6 @@ class LexiconError(ValueError):
 def strip_stress(phone: str) -> str:
     """``AH0`` -> ``AH``: CMUdict marks vowel stress with a trailing digit."""
     return phone.rstrip("012")
-
-
-def words_to_letters(words: str) -> str:
-    """``HELLO WORLD`` -> ``H E L L O | W O R L D |``, exactly the line fairseq's ``libri_labels.py`` writes."""
-    return " ".join(WORD_BOUNDARY.join(words.split())) + " " + WORD_BOUNDARY
 
 
 @functools.cache

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from audiossl.config import ConfigError, check_choice, check_positive
-from audiossl.data.lexicon import ARPABET_39, SILENCE, Lexicon, words_to_letters
+from audiossl.audio.espeak import SILENCE
+from audiossl.data.lexicon import ARPABET_39, Lexicon
 from audiossl.data.manifest import (
     AudioInfo,
     ManifestError,
@@ -33,6 +34,7 @@ from audiossl.data.manifest import (
     Reject,
     count_symbols,
     parse_alignment,
+    words_to_letters,
     probe_many,
     write_dict,
     write_manifest,
@@ -64,7 +66,7 @@ class ManifestConfig:
     on_missing_transcript: str = "error"  # an audio file with no transcript line: error | reject
     on_missing_audio: str = "error"  # a transcript line whose audio file does not exist: error | reject
 
-    def __post_init__(self) -> None:
+    def validate(self) -> ManifestConfig:
         self.extension = self.extension.lstrip(".")
         check_choice(self.on_missing_transcript, MISMATCH_POLICIES, "manifest.on_missing_transcript")
         check_choice(self.on_missing_audio, MISMATCH_POLICIES, "manifest.on_missing_audio")
@@ -73,6 +75,7 @@ class ManifestConfig:
             raise ConfigError(f"invalid config at 'manifest.valid_percent': need 0 <= x < 1, got {self.valid_percent}")
         for name in self.few_label:
             parse_duration(name)
+        return self
 
 
 @dataclass(frozen=True)
@@ -225,10 +228,9 @@ def _check_segment(segment: tuple[str, float, float], where: str) -> None:
         raise ManifestError(f"{where}: alignment segment {phone}:{start}:{end} needs 0 <= START <= END")
 
 
-def alignment_phones(alignment: str) -> str:
+def alignment_phones(alignment: str, where: str) -> str:
     """The phone labels of an alignment line, silences dropped (they are not in the transcript)."""
-    phones = (token.split(":")[0] for token in alignment.split())
-    return " ".join(phone for phone in phones if phone != SILENCE)
+    return " ".join(phone for phone, _, _ in parse_alignment(alignment, where) if phone != SILENCE)
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,7 @@ def add_phones(splits: Sequence[Split], lexicon: Lexicon) -> None:
 
 def _phones_of(utterance: Utterance, pronunciations: dict[str, str]) -> str:
     if utterance.alignment is not None:
-        return alignment_phones(utterance.alignment)
+        return alignment_phones(utterance.alignment, utterance.relpath)
     return " ".join(pronunciations[word] for word in utterance.words.split())
 
 

@@ -129,6 +129,25 @@ def read_label_file(path: Path, expected_lines: int, tsv_path: Path) -> list[str
     return lines
 
 
+WORD_SEPARATOR = "|"
+"""The word boundary of fairseq's letter labels (``.ltr``): every word is followed by one."""
+
+
+def words_to_letters(words: str) -> str:
+    """``HELLO WORLD`` -> ``H E L L O | W O R L D |``: the ``.ltr`` line for a ``.wrd`` line, as fairseq's
+    ``libri_labels.py`` writes it."""
+    return " ".join(" ".join(word) + f" {WORD_SEPARATOR}" for word in words.split())
+
+
+def letters_to_words(tokens: Iterable[str], separator: str = WORD_SEPARATOR) -> str:
+    """``H E L L O | W O R L D |`` (as tokens) -> ``HELLO WORLD``; repeated or trailing separators vanish.
+
+    ``separator`` is there for peers' vocabularies whose word delimiter is another symbol.
+    """
+    text = "".join(" " if token == separator else token for token in tokens)
+    return " ".join(text.split())
+
+
 def parse_alignment(tokens: str, where: str) -> list[tuple[str, float, float]]:
     """An ``.align`` line, ``"AH:0.10:0.18 B:0.18:0.25"`` -> ``[("AH", 0.1, 0.18), ("B", 0.18, 0.25)]``.
 

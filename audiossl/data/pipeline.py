@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, final
 
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 MAX_SUBSTITUTE_TRIES = 64
 """How many clips an all-bad batch tries before concluding that the corpus has no readable audio."""
+
+
+EVAL_BATCH_SAMPLES = 16_000 * 60
+"""Evaluation batches hold at least a minute of audio; longer utterances (none in LibriSpeech test) are reported."""
 
 
 @dataclass
@@ -86,7 +90,7 @@ class DataConfig:
     drop_last: bool = False
     max_batches_per_epoch: int | None = None
 
-    def __post_init__(self) -> None:
+    def validate(self) -> DataConfig:
         for key in ("sample_rate", "max_batch_samples", "max_sample_size", "num_parallel_calls", "crop_step"):
             check_positive(getattr(self, key), f"data.{key}")
         check_positive(self.min_sample_size, "data.min_sample_size", allow_zero=True)
@@ -103,6 +107,19 @@ class DataConfig:
                 f"invalid config at 'data.min_sample_size': {self.min_sample_size} exceeds "
                 f"data.max_sample_size={self.max_sample_size}"
             )
+        return self
+
+    def for_evaluation(self, labels: list[str]) -> DataConfig:
+        """Every utterance of an evaluation split, in manifest order: no crop, shuffle or minimum length.
+
+        Dropping short test utterances would silently change a WER, so the limits are lifted; batches hold
+        at least ``EVAL_BATCH_SAMPLES``, and a file that cannot be read (or is longer than a batch) is
+        counted in the pipeline's fault report. Every evaluation, extraction and k-means pass reads through
+        this one config.
+        """
+        size = max(EVAL_BATCH_SAMPLES, self.max_batch_samples)
+        return replace(self, labels=labels, crop=False, shuffle=False, min_sample_size=0, max_sample_size=size,
+                       max_batch_samples=size, drop_last=False, max_batches_per_epoch=None)
 
     @property
     def audio_policy(self) -> AudioPolicy:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audiossl.audio.features import frame_mask
+from audiossl.models.masking import random_span_mask
 from audiossl.models.output import EncoderOutput
 
 
@@ -23,8 +24,27 @@ class LastLayer(nn.Module):
         return output.features
 
 
-class WeightedLayerSum(nn.Module):
-    """Learned softmax-weighted sum of every hidden state (SUPERB).
+class LayerMix(nn.Module):
+    """Learned softmax weights over ``L`` layers: ``(L, ..., D) -> (..., D)``, SUPERB's weighted sum.
+
+    The one place the weighted layer sum lives: the fine-tuning reader below and the bench's stored-feature
+    probes (``bench/probe.py``, ``bench/ctc_probe.py``) all mix layers through it.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, layers: Tensor) -> Tensor:
+        return torch.einsum("l,l...->...", torch.softmax(self.logits, dim=0), layers)
+
+    def layer_weights(self) -> list[float]:
+        """The learned weights, for the report: which layers the task found useful."""
+        return torch.softmax(self.logits.detach(), dim=0).tolist()
+
+
+class WeightedLayerSum(LayerMix):
+    """Reads every hidden state of an ``EncoderOutput`` through a ``LayerMix``.
 
     Different layers carry different information (phonetic content peaks in middle Transformer layers of
     wav2vec 2.0), so a frozen-upstream benchmark lets the task choose instead of picking one layer by hand.
@@ -32,11 +52,10 @@ class WeightedLayerSum(nn.Module):
     """
 
     def __init__(self, num_layers: int, normalize: bool = True) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(torch.zeros(num_layers))
+        super().__init__(num_layers)
         self.normalize = normalize
 
-    def forward(self, output: EncoderOutput) -> Tensor:
+    def forward(self, output: EncoderOutput) -> Tensor:  # type: ignore[override]
         layers = output.hidden_states
         if len(layers) != self.logits.numel():
             raise ValueError(f"weighted sum was built for {self.logits.numel()} layers, encoder gave {len(layers)}")
@@ -45,12 +64,7 @@ class WeightedLayerSum(nn.Module):
             raise ValueError(f"weighted layer sum needs one width across layers, got {sorted(dims)}; use mode=probe")
         if self.normalize:
             layers = [F.layer_norm(layer, layer.shape[-1:]) for layer in layers]
-        weights = torch.softmax(self.logits, dim=0)
-        return torch.einsum("l,lbfd->bfd", weights, torch.stack(layers))
-
-    def layer_weights(self) -> list[float]:
-        """The learned weights, for the report: which layers the task found useful."""
-        return torch.softmax(self.logits.detach(), dim=0).tolist()
+        return super().forward(torch.stack(layers))
 
 
 class LinearHead(nn.Module):
@@ -154,30 +168,15 @@ def build_frame_head(kind: str, dim: int, num_classes: int, hidden: int, layers:
     raise ValueError(f"unknown head {kind!r}; choose linear or bilstm")
 
 
-def span_mask(shape: tuple[int, int], prob: float, span: int, generator: torch.Generator | None = None) -> Tensor:
-    """``(B, N)`` bool mask: each position starts a span of ``span`` with probability ``prob``.
-
-    The same rule as wav2vec 2.0's mask (``mask_prob`` x ``mask_length``), so ``prob=0.065, span=10``
-    covers about half of the positions; overlapping spans merge.
-    """
-    batch, size = shape
-    starts = torch.rand(batch, size, generator=generator) < prob
-    if span <= 1 or not starts.any():
-        return starts
-    kernel = torch.ones(1, 1, span)
-    spread = F.conv1d(F.pad(starts.float()[:, None, :], (span - 1, 0)), kernel)[:, 0]
-    return spread > 0
-
-
 class FrameMasker(nn.Module):
     """SpecAugment-style masking of time spans and channel spans, applied only in training.
 
     wav2vec 2.0 fine-tuning masks both (fairseq ``mask_prob`` x 10 frames, ``mask_channel_prob`` 0.25-0.5 x
     64 channels): with 10 minutes of labels it is the main regulariser against memorising the transcripts.
     ``*_prob`` follows fairseq's convention, the share of positions to mask: spans start with probability
-    ``prob / span``, so overlaps make the covered share somewhat smaller. Masked channels are set to zero;
-    masked frames take ``mask_embedding`` when one is given (inside a pretrained encoder: the embedding
-    pretraining learnt, as fairseq fine-tunes) and zero otherwise.
+    ``prob / span`` (``models.masking.random_span_mask``), so overlaps make the covered share somewhat
+    smaller. Masked channels are set to zero; masked frames take ``mask_embedding`` when one is given
+    (inside a pretrained encoder: the embedding pretraining learnt, as fairseq fine-tunes) and zero otherwise.
     """
 
     def __init__(self, time_prob: float, time_span: int, channel_prob: float, channel_span: int) -> None:
@@ -190,11 +189,10 @@ class FrameMasker(nn.Module):
             return features
         batch, frames, dim = features.shape
         if self.time_prob > 0:  # time first, then channels (fairseq's order: channel masks cover the embedding too)
-            starts = self.time_prob / self.time_span
-            masked = span_mask((batch, frames), starts, self.time_span).to(features.device)[..., None]
+            masked = random_span_mask((batch, frames), self.time_prob, self.time_span).to(features.device)[..., None]
             fill = mask_embedding.to(features.dtype) if mask_embedding is not None else features.new_zeros(())
             features = torch.where(masked, fill, features)
         if self.channel_prob > 0:
-            starts = self.channel_prob / self.channel_span
-            features = features * ~span_mask((batch, dim), starts, self.channel_span).to(features.device)[:, None, :]
+            masked = random_span_mask((batch, dim), self.channel_prob, self.channel_span).to(features.device)
+            features = features * ~masked[:, None, :]
         return features

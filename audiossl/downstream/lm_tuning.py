@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from audiossl.data.batch import AudioBatch
-from audiossl.downstream.decode import BeamSettings
-from audiossl.downstream.metrics import wer_cer
-from audiossl.downstream.tasks import CTCTask, Decoder, predict_all
+from audiossl.asr.decode import BeamSettings
+from audiossl.metrics import wer_cer
+from audiossl.downstream.ctc import CTCTask
+from audiossl.downstream.predict import Decoder, predict_all
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from torch import Tensor
 from audiossl.audio.io import AudioPolicy, read_audio
 from audiossl.data.batch import AudioBatch
 from audiossl.data.manifest import read_tsv
-from audiossl.downstream.align import WordTiming, word_timings
-from audiossl.downstream.tasks import CTCTask
+from audiossl.asr.align import WordTiming, word_timings
+from audiossl.downstream.ctc import CTCTask
 from audiossl.progress import progress_bar, write_line
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3", ".opus")

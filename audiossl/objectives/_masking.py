@@ -1,8 +1,8 @@
-"""Span masking shared by the masked-prediction objectives (wav2vec 2.0, HuBERT).
+"""Span masking policy of the masked-prediction objectives (wav2vec 2.0, HuBERT): which clips can be masked.
 
-Spans come from fairseq2's ``compute_row_mask`` (wav2vec 2.0's sampler: ``prob * (frames - 1) / span``
-span starts per row, the same count in every row so masked frames reshape to ``(batch, masked, dim)``);
-the masked frames are replaced by the encoder's own learned ``mask_embedding``, which fine-tuning reuses.
+Spans come from ``models.masking.span_mask`` (``share * (frames - 1) / span`` span starts per row, the same
+count in every row so masked frames reshape to ``(batch, masked, dim)``); the masked frames are replaced
+by the encoder's own learned ``mask_embedding``, which fine-tuning reuses.
 """
 
 from __future__ import annotations
@@ -17,40 +17,36 @@ from torch import Tensor
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
+from audiossl.models.masking import span_mask
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SpanMasking:
-    """``prob``: probability that a frame starts a span (the papers' p); spans of ``span`` frames."""
+    """``share``: fairseq's ``mask_prob``, the share of frames to cover (the papers' p times ``span``)."""
 
-    prob: float
+    share: float
     span: int
     min_spans: int
 
-    def check(self) -> SpanMasking:
-        check_positive(self.prob, "objective.mask_prob")
+    def validate(self) -> SpanMasking:
+        check_positive(self.share, "objective.mask_prob")
         check_positive(self.min_spans, "objective.min_mask_spans")
         if self.span < 1:
             raise ConfigError(f"invalid config at 'objective.mask_span': must be >= 1, got {self.span}")
         return self
 
-    @property
-    def max_share(self) -> float:
-        """fairseq's ``mask_prob`` (= p x span): the expected masked share before spans overlap."""
-        return self.prob * self.span
-
     def maskable(self, frames: Tensor) -> Tensor:
         """Items long enough for ``min_spans`` spans, with ``compute_row_mask``'s own arithmetic."""
-        num_spans = (self.max_share / self.span * (frames - 1)).to(torch.int64)
+        num_spans = (self.share / self.span * (frames - 1)).to(torch.int64)
         return (frames > self.span) & (num_spans >= self.min_spans)
 
     def keep_maskable(self, batch: AudioBatch, encoder: Encoder, objective: str) -> Tensor:
         """Bool ``(batch,)`` of clips to keep; raises naming the data keys when none is long enough."""
         keep = self.maskable(encoder.feature_encoder.frame_lengths(batch.lengths))
         if not bool(keep.any()):
-            frames = math.ceil(self.min_spans / self.prob) + 1
+            frames = math.ceil(self.min_spans * self.span / self.share) + 1
             raise ValueError(f"{objective}: every clip in batch {batch.ids[:3]}... is too short to mask "
                              f"{self.min_spans} spans; clips need about {frames} frames "
                              f"({frames * encoder.downsample} samples): raise data.min_sample_size")
@@ -60,8 +56,4 @@ class SpanMasking:
 
     def draw(self, frames: Tensor, width: int) -> Tensor:
         """``(batch, width)`` bool mask over the valid frames of each row."""
-        from fairseq2.nn.utils.mask import compute_row_mask
-
-        mask = compute_row_mask((len(frames), width), self.span, self.max_share, row_lens=frames,
-                                min_num_spans=self.min_spans, device=frames.device)
-        return mask if mask.numel() else torch.zeros(len(frames), width, dtype=torch.bool, device=frames.device)
+        return span_mask((len(frames), width), self.share, self.span, frames, self.min_spans)

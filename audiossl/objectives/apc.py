@@ -85,4 +85,4 @@ class APC(Objective):
         prediction = self.head(output.features[:, : frames - shift]).float()  # float32 loss under AMP
         loss = masked_mean((prediction - target).abs().mean(-1), valid)
         copy_l1 = masked_mean((mel[:, : frames - shift] - target).abs().mean(-1), valid)
-        return ObjectiveOutput(loss, {"loss": float(loss.detach()), "copy_l1": float(copy_l1)})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), "copy_l1": copy_l1.detach()})

@@ -23,12 +23,14 @@ from audiossl.data.batch import AudioBatch
 class ObjectiveOutput:
     """A differentiable ``loss`` (mean over the batch) and detached scalar ``metrics`` for logging.
 
-    ``metrics`` values are plain floats; names are short and stable (``acc``, ``code_ppl``, ...) because
-    they become TensorBoard tags and JSONL keys.
+    ``metrics`` values are 0-dim detached tensors (or plain floats for host-side values such as a
+    temperature): the trainer keeps them on the device and reads them back only when a log line is written,
+    so no step waits for the host. Names are short and stable (``acc``, ``code_ppl``, ...) because they
+    become TensorBoard tags and JSONL keys.
     """
 
     loss: Tensor
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Tensor | float] = field(default_factory=dict)
 
 
 class Objective(nn.Module, abc.ABC):

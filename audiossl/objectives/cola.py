@@ -126,7 +126,7 @@ class COLA(Objective):
         loss = contrastive + self.config.variance_weight * variance
         metrics = {"loss": loss, "contrastive": contrastive, "variance": variance, "emb_std": spread.mean(),
                    "acc": (logits.argmax(-1) == targets).float().mean()}
-        return ObjectiveOutput(loss, {name: float(value.detach()) for name, value in metrics.items()})
+        return ObjectiveOutput(loss, {name: value.detach() for name, value in metrics.items()})
 
     @override
     def warnings(self, metrics: dict[str, float]) -> list[str]:

@@ -130,13 +130,13 @@ class CPC(Objective):
         offsets = torch.arange(1, steps + 1, device=z.device)
         targets_valid = positions + offsets < output.lengths[:, None, None]  # (B, F, K): z_{t+k} exists
         loss, _ = info_nce(logits, targets_valid)
-        return ObjectiveOutput(loss, {"loss": float(loss.detach()), **self._step_accuracies(logits, targets_valid)})
+        return ObjectiveOutput(loss, {"loss": loss.detach(), **self._step_accuracies(logits, targets_valid)})
 
     @staticmethod
-    def _step_accuracies(logits: Tensor, valid: Tensor) -> dict[str, float]:
+    def _step_accuracies(logits: Tensor, valid: Tensor) -> dict[str, Tensor]:
         """``acc_k1`` .. ``acc_kK`` (accuracy falls with distance) and their mean ``acc``."""
         with torch.no_grad():
             correct = (positive_wins(logits) & valid).sum((0, 1)).float()
-            per_step = (correct / valid.sum((0, 1)).clamp(min=1)).tolist()
-        metrics = {f"acc_k{k + 1}": value for k, value in enumerate(per_step)}
-        return {"acc": sum(per_step) / len(per_step), **metrics}
+            per_step = correct / valid.sum((0, 1)).clamp(min=1)
+        metrics = {f"acc_k{k + 1}": value for k, value in enumerate(per_step.unbind())}
+        return {"acc": per_step.mean(), **metrics}

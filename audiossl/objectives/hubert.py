@@ -4,6 +4,8 @@ Per batch: conv latents ``z`` -> projection -> span masking (the encoder's mask 
 network -> ``final_projection``; logits are the cosine similarity between that projection and one learned
 embedding per cluster, divided by ``logit_temperature``; cross-entropy on masked frames (weight 1) and on
 unmasked frames (``unmasked_weight``, 0 at BASE). Targets never move, so nothing here can collapse.
+With ``denoising`` on (WavLM) the encoder hears a corrupted copy of the batch while the targets stay those of
+the clean audio, so it has to see through a second talker or background noise to predict them.
 
 Targets come from the manifest's label file ``{split}.{label}`` (``audiossl-kmeans`` writes it): one line
 of cluster ids per row on the encoder's frame grid for the *whole* file. A pretraining crop starts at
@@ -15,7 +17,7 @@ shorter than the crop needs (labels written for another frame grid) is an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import final
 
 import torch
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from typing_extensions import override
 
+from audiossl.audio.augment import DenoisingConfig, corrupt_batch
 from audiossl.audio.features import frame_mask
 from audiossl.config import check_positive
 from audiossl.data.batch import AudioBatch
@@ -42,7 +45,7 @@ class HuBERTConfig:
     name: str = "hubert"
     label: str = "km"  # label file kind: {split}.km
     num_clusters: int = 100
-    mask_prob: float = 0.08
+    mask_prob: float = 0.8  # share of frames masked, fairseq's mask_prob (the paper's p = 0.08 x 10-frame spans)
     mask_span: int = 10
     min_mask_spans: int = 2
     final_dim: int = 256
@@ -50,9 +53,12 @@ class HuBERTConfig:
     masked_weight: float = 1.0
     unmasked_weight: float = 0.0
     feature_penalty_weight: float = 10.0
+    denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
+    """WavLM's denoising masked prediction: the encoder hears a corrupted batch, the targets stay the clean audio's."""
 
     def validate(self) -> HuBERTConfig:
-        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).check()
+        self.denoising.validate()
+        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).validate()
         for key in ("num_clusters", "final_dim", "logit_temperature"):
             check_positive(getattr(self, key), f"objective.{key}")
         for key in ("masked_weight", "unmasked_weight", "feature_penalty_weight"):
@@ -116,7 +122,10 @@ class HuBERT(Objective):
     def forward(self, batch: AudioBatch) -> ObjectiveOutput:
         batch = batch.select(self.masking.keep_maskable(batch, self.encoder, "hubert"))
         encoder, config = self.encoder, self.config
-        z, frames = encoder.extract(batch.waveforms, batch.lengths)
+        waveforms = batch.waveforms
+        if config.denoising.active and self.training:
+            waveforms = corrupt_batch(waveforms, batch.lengths, config.denoising)
+        z, frames = encoder.extract(waveforms, batch.lengths)
         valid = frame_mask(frames, z.shape[1])
         targets = self._frame_targets(batch, z.shape[1])
         scored = valid & (targets != IGNORE)
@@ -139,4 +148,4 @@ class HuBERT(Objective):
             loss = loss + config.feature_penalty_weight * penalty
             metrics["penalty"] = penalty.detach()
         metrics["mask_frac"] = (mask & valid).sum() / valid.sum().clamp(min=1)
-        return ObjectiveOutput(loss, {"loss": float(loss.detach())} | {k: float(v) for k, v in metrics.items()})
+        return ObjectiveOutput(loss, {"loss": loss.detach()} | {k: v.detach() for k, v in metrics.items()})

@@ -31,7 +31,7 @@ class Wav2Vec2Config:
     """Defaults are wav2vec 2.0 BASE (fairseq ``wav2vec2_base_librispeech``)."""
 
     name: str = "wav2vec2"
-    mask_prob: float = 0.065  # probability that a frame starts a masked span (the paper's p)
+    mask_prob: float = 0.65  # share of frames masked, fairseq's mask_prob (the paper's p = 0.065 x 10-frame spans)
     mask_span: int = 10
     min_mask_spans: int = 2
     num_negatives: int = 100
@@ -51,7 +51,7 @@ class Wav2Vec2Config:
     collapse_check_after: int = 100  # updates before collapse warnings (everything looks collapsed at step 0)
 
     def validate(self) -> Wav2Vec2Config:
-        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).check()
+        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).validate()
         check_positive(self.num_negatives, "objective.num_negatives")
         check_positive(self.logit_temperature, "objective.logit_temperature")
         if self.codevector_dim % self.num_codebooks:
@@ -189,7 +189,7 @@ class Wav2Vec2(Objective):
                         "prob_ppl": quantized.prob_perplexity, "logit_spread": quantized.logit_spread,
                         "same_code": torch.isinf(logits[..., 1:]).float().mean()}
         metrics["loss"] = loss
-        return ObjectiveOutput(loss, {k: float(v.detach()) for k, v in metrics.items()} | {"temp": self.temperature})
+        return ObjectiveOutput(loss, {k: v.detach() for k, v in metrics.items()} | {"temp": self.temperature})
 
     @override
     def warnings(self, metrics: dict[str, float]) -> list[str]:

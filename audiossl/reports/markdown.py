@@ -292,7 +292,7 @@ def _learning_curves(report: dict[str, Any]) -> list[str]:
 
 def _scoring(report: dict[str, Any]) -> list[str]:
     return ["## Scoring", "", f"Text normalisation: {report['normalization']}", "",
-            "All rates come from `audiossl.downstream.metrics` (jiwer alignments); unrounded values are in "
+            "All rates come from `audiossl.metrics` (jiwer alignments); unrounded values are in "
             "`report.json`.", ""]
 
 

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from audiossl.downstream.metrics import NORMALIZATION
+from audiossl.downstream.base import CTC_TASKS
+from audiossl.metrics import NORMALIZATION
 from audiossl.reports import plots
 from audiossl.reports.markdown import render_markdown
 from audiossl.reports.results import (
@@ -29,8 +30,6 @@ from audiossl.reports.results import (
     score,
     worst,
 )
-
-SEQUENCE_TASKS = ("asr", "phoneme")
 
 
 def write_report(
@@ -65,7 +64,7 @@ def write_report(
 
 def collect(systems: Sequence[SystemResult], title: str, worst_count: int = 5) -> dict[str, Any]:
     """Every number of the report, computed through ``results`` / ``metrics``."""
-    bins = {task: length_bins([s for s in systems if s.task == task]) for task in SEQUENCE_TASKS}
+    bins = {task: length_bins([s for s in systems if s.task == task]) for task in CTC_TASKS}
     entries = []
     for result in systems:
         scores = score(result)
@@ -138,7 +137,7 @@ def _draw(
         per_speaker = {e["label"]: _speaker_bars(e) for e in of_task}
         figure = plots.plot_per_speaker(per_speaker, metric, out_dir / f"per_speaker_{task}.png")
         drawn["per_speaker"][task] = _name(figure)
-        if task in SEQUENCE_TASKS:
+        if task in CTC_TASKS:
             curves = {e["label"]: {b: m[e["headline_metric"]] for b, m in e["by_length"].items()} for e in of_task}
             drawn["error_by_length"][task] = _name(
                 plots.plot_error_by_length(curves, metric, out_dir / f"error_by_length_{task}.png")

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from audiossl.downstream import metrics
-from audiossl.downstream.metrics import AlignedUtterance, Metrics
+from audiossl import metrics
+from audiossl.metrics import AlignedUtterance, Metrics
 
 
 @dataclass(frozen=True)

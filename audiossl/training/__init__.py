@@ -1,7 +1,7 @@
 """The resumable trainer shared by pretraining and fine-tuning."""
 
-from audiossl.training.checkpoint import latest_checkpoint, load_checkpoint, load_pretrained_encoder
-from audiossl.training.loop import Trainer, TrainerConfig, TrainingDiverged
+from audiossl.training.checkpoint import latest_checkpoint, load_checkpoint
+from audiossl.training.loop import Trainer, TrainerConfig, TrainingDiverged, Validation
 from audiossl.training.optim import OptimConfig
 
 __all__ = [
@@ -9,7 +9,7 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "TrainingDiverged",
+    "Validation",
     "latest_checkpoint",
     "load_checkpoint",
-    "load_pretrained_encoder",
 ]

@@ -22,8 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from audiossl.config import to_config
-from audiossl.models.encoder import Encoder, EncoderConfig, build_encoder
 
 CHECKPOINT_SUBDIR = "checkpoints"
 LATEST_POINTER = "latest"
@@ -161,27 +159,3 @@ def seed_everything(seed: int) -> None:
 def encoder_state_dict(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The ``encoder.`` entries of an objective's state_dict, prefix stripped."""
     return {k[len(ENCODER_PREFIX) :]: v for k, v in model_state.items() if k.startswith(ENCODER_PREFIX)}
-
-
-def load_pretrained_encoder(checkpoint_path: str | Path) -> Encoder:
-    """Rebuild the encoder a pretraining (or fine-tuning) run saved and load its weights.
-
-    The architecture comes from the checkpoint's own ``config.encoder``, so a checkpoint is self-contained.
-    """
-    return encoder_from_checkpoint(load_checkpoint(checkpoint_path), checkpoint_path)
-
-
-def encoder_from_checkpoint(checkpoint: dict[str, Any], checkpoint_path: str | Path) -> Encoder:
-    """``load_pretrained_encoder`` for a checkpoint already read (``checkpoint_path`` names it in errors)."""
-    encoder_node = (checkpoint.get("config") or {}).get("encoder")
-    if encoder_node is None:
-        raise ValueError(f"{checkpoint_path}: no 'config.encoder' in the checkpoint; cannot rebuild the encoder")
-    encoder = build_encoder(to_config(EncoderConfig, encoder_node, "encoder"))
-    weights = encoder_state_dict(checkpoint["model"])
-    if not weights:
-        raise ValueError(f"{checkpoint_path}: the model state has no '{ENCODER_PREFIX}' entries")
-    if "mask_embedding" not in weights:  # saved before the encoder owned it (the objective's masker did)
-        legacy = checkpoint["model"].get("masker.temporal_mask_embed")
-        weights["mask_embedding"] = legacy if legacy is not None else encoder.mask_embedding.detach().clone()
-    encoder.load_state_dict(weights)
-    return encoder

@@ -18,7 +18,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, NamedTuple
 
 import torch
 from omegaconf import OmegaConf
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
 from audiossl.config import check_choice, check_positive
@@ -39,7 +39,6 @@ from audiossl.training.distributed import (
     any_rank,
     gather_objects,
     init_distributed,
-    mean_or_nan,
     mean_over_ranks,
     sum_over_ranks,
     wrap_model,
@@ -48,6 +47,24 @@ from audiossl.training.logging import RunLogger
 from audiossl.training.optim import OptimConfig, build_optimizer, build_scheduler, default_parameter_groups
 
 EvaluateHook = Callable[[Objective], dict[str, float]]
+
+
+@dataclass
+class Validation:
+    """How a run is validated and which checkpoint becomes ``best.pt``.
+
+    ``evaluate(objective)`` (dev WER, say) when given, else the mean objective metrics (plus ``loss``) over
+    ``data``; ``select_metric`` of the result picks ``best.pt``, higher or lower being better.
+    """
+
+    data: Iterable[AudioBatch] | None = None
+    evaluate: EvaluateHook | None = None
+    select_metric: str = "loss"
+    higher_is_better: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.data is not None or self.evaluate is not None
 
 
 @dataclass
@@ -78,12 +95,13 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = True
 
-    def __post_init__(self) -> None:
+    def validate(self) -> TrainerConfig:
         for key in ("max_steps", "log_every", "save_every", "accumulate", "max_consecutive_nonfinite"):
             check_positive(getattr(self, key), f"trainer.{key}")
         for key in ("keep_last", "validate_every", "clip_norm", "num_threads"):
             check_positive(getattr(self, key), f"trainer.{key}", allow_zero=True)
         check_choice(self.device, DEVICES, "trainer.device")
+        return self
 
 
 class TrainingDiverged(RuntimeError):
@@ -102,10 +120,10 @@ class TrainState:
 
 
 class PassResult(NamedTuple):
-    """One forward/backward over one micro-batch."""
+    """One forward/backward over one micro-batch; ``loss`` and ``metrics`` stay on the device."""
 
-    loss: float
-    metrics: dict[str, float]
+    loss: Tensor
+    metrics: dict[str, Tensor | float]
     seconds: float
 
 
@@ -114,21 +132,25 @@ class StepResult:
     """One optimiser update (or one skipped for a non-finite loss or gradient)."""
 
     finite: bool
-    loss: float
-    metrics: dict[str, float]
+    loss: Tensor
+    metrics: dict[str, Tensor]
     seconds: float
-    grad_norm: float
+    grad_norm: Tensor
     update_info: dict[str, float]
     data_wait: float  # seconds spent waiting for the data pipeline
 
 
 @dataclass
 class LogWindow:
-    """Running sums between two log lines; skipped (non-finite) updates add audio seconds only."""
+    """Running sums between two log lines; skipped (non-finite) updates add audio seconds only.
 
-    losses: list[float] = field(default_factory=list)
-    grad_norms: list[float] = field(default_factory=list)
-    metrics: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    Losses and metrics are kept as device tensors and read back once, when the log line is written
+    (``means``), so a training step never waits for the host to see a number.
+    """
+
+    losses: list[Tensor] = field(default_factory=list)
+    grad_norms: list[Tensor] = field(default_factory=list)
+    metrics: dict[str, list[Tensor]] = field(default_factory=lambda: defaultdict(list))
     update_info: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     data_wait: float = 0.0
@@ -145,8 +167,11 @@ class LogWindow:
             self.update_info.update(result.update_info)
 
     def means(self) -> dict[str, float]:
-        means = {name: mean_or_nan(values) for name, values in self.metrics.items()} | self.update_info
-        return means | {"loss": mean_or_nan(self.losses), "grad_norm": mean_or_nan(self.grad_norms)}
+        series = dict(self.metrics) | {"loss": self.losses, "grad_norm": self.grad_norms}
+        names = [name for name, values in series.items() if values]
+        read = torch.stack([torch.stack(series[name]).double().mean() for name in names]).tolist() if names else []
+        means = {name: math.nan for name in series} | dict(zip(names, read))  # one device-to-host copy
+        return means | self.update_info
 
 
 def module_grad_norms(objective: nn.Module) -> dict[str, float]:
@@ -169,8 +194,7 @@ class Trainer:
 
     ``train_data`` is re-iterated once per epoch; when it has ``state_dict()`` / ``load_state_dict()``
     (``AudioPipeline`` does) its position is checkpointed, which makes a resumed run exact.
-    Validation runs ``evaluate(objective)`` when given (dev WER, say), else the mean objective metrics
-    (plus ``loss``) over ``valid_data``; ``select_metric`` of the result picks ``best.pt``.
+    ``validation`` (see ``Validation``) says how dev metrics are made and which one picks ``best.pt``.
     ``param_groups`` (AdamW groups, may set their own ``lr``) replaces the default decay/no-decay split.
     ``config_to_save`` (a plain dict, with an ``encoder`` entry) goes to ``config.yaml`` and every checkpoint.
     """
@@ -182,10 +206,7 @@ class Trainer:
         cfg: TrainerConfig,
         optim: OptimConfig,
         run_dir: str | Path,
-        valid_data: Iterable[AudioBatch] | None = None,
-        evaluate: EvaluateHook | None = None,
-        select_metric: str | None = None,
-        higher_is_better: bool = False,
+        validation: Validation | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         config_to_save: dict[str, Any] | None = None,
     ) -> None:
@@ -199,8 +220,8 @@ class Trainer:
         groups = param_groups if param_groups is not None else default_parameter_groups(objective, optim.weight_decay)
         self.optimizer = build_optimizer(groups, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, cfg.max_steps)
-        self.train_data, self.valid_data, self.evaluate = train_data, valid_data, evaluate
-        self.select_metric, self.higher_is_better = select_metric or "loss", higher_is_better
+        self.train_data = train_data
+        self.validation = validation or Validation()
         self.config_to_save = config_to_save
         self.state = TrainState()
         self.log = RunLogger(self.run_dir, cfg.max_steps, 0, enabled=False)
@@ -231,13 +252,16 @@ class Trainer:
             data_wait += time.perf_counter() - asked
             passes.append(self._forward_backward(batch, sync=index == self.cfg.accumulate - 1))
         module_norms = module_grad_norms(self.objective) if self._logs_at(self.state.step + 1) else {}
-        grad_norm = float(clip_grad_norm_(self.objective.parameters(), self.cfg.clip_norm or math.inf))
-        bad = not all(math.isfinite(p.loss) for p in passes) or not math.isfinite(grad_norm)
+        grad_norm = clip_grad_norm_(self.objective.parameters(), self.cfg.clip_norm or math.inf)
+        losses = torch.stack([p.loss for p in passes])
+        bad = not bool(torch.isfinite(torch.cat([losses, grad_norm.reshape(1).to(losses)])).all())  # the step's one sync
         finite = not any_rank(bad, self.dist)
         update_info = (self._update() | module_norms) if finite else self._skip_update()
-        metrics = {name: mean_or_nan([p.metrics.get(name, math.nan) for p in passes]) for name in passes[0].metrics}
-        loss, seconds = mean_or_nan([p.loss for p in passes]), sum(p.seconds for p in passes)
-        return StepResult(finite, loss, metrics, seconds, grad_norm, update_info, data_wait)
+        metrics = {name: torch.stack([torch.as_tensor(p.metrics.get(name, math.nan), dtype=torch.float32,
+                                                      device=losses.device) for p in passes]).mean()
+                   for name in passes[0].metrics}
+        return StepResult(finite, losses.mean(), metrics, sum(p.seconds for p in passes), grad_norm, update_info,
+                          data_wait)
 
     def _forward_backward(self, batch: AudioBatch, sync: bool) -> PassResult:
         """One micro-batch; DDP all-reduces gradients only on the last one of an accumulation (``sync``)."""
@@ -248,7 +272,7 @@ class Trainer:
             with self._autocast():
                 output = self.model(batch)
             (output.loss.float() / self.cfg.accumulate).backward()
-        return PassResult(float(output.loss.detach().float().item()), dict(output.metrics), seconds)
+        return PassResult(output.loss.detach().float(), dict(output.metrics), seconds)
 
     def _update(self) -> dict[str, float]:
         self.optimizer.step()
@@ -280,7 +304,7 @@ class Trainer:
         logged = self._logs_at(step)
         if logged:
             self._log_train(window)
-        if self._has_validation() and ((self.cfg.validate_every and step % self.cfg.validate_every == 0) or last):
+        if self.validation.enabled and ((self.cfg.validate_every and step % self.cfg.validate_every == 0) or last):
             self._validate()
         if step % self.cfg.save_every == 0 or last:
             self._save()
@@ -338,15 +362,13 @@ class Trainer:
         self.log.train(self.state.step, record)
         self.log.warn_once(self.objective.warnings(means))
 
-    def _has_validation(self) -> bool:
-        return self.valid_data is not None or self.evaluate is not None
-
     def _validate(self) -> None:
         """Validation draws its own randomness (masks, negatives) without disturbing training's RNG streams."""
         rng = capture_rng_state()
         self.objective.eval()
         with torch.no_grad():
-            metrics = self.evaluate(self.objective) if self.evaluate is not None else self._mean_valid_metrics()
+            evaluate = self.validation.evaluate
+            metrics = evaluate(self.objective) if evaluate is not None else self._mean_valid_metrics()
         self.objective.train()
         restore_rng_state(rng)
         metrics = mean_over_ranks(metrics, self.dist)
@@ -358,24 +380,25 @@ class Trainer:
         """Item-weighted means of the objective's loss and metrics over one pass of ``valid_data``."""
         totals: dict[str, float] = defaultdict(float)
         items = 0
-        for batch in self.valid_data or []:
+        for batch in self.validation.data or []:
             with self._autocast():
                 output = self.objective(batch.to(self.dist.device))
-            for name, value in ({"loss": float(output.loss.float().item())} | output.metrics).items():
-                totals[name] += value * batch.size
+            for name, value in ({"loss": output.loss} | output.metrics).items():
+                totals[name] += float(value) * batch.size
             items += batch.size
         return {name: total / items for name, total in totals.items()} if items else {}  # an empty shard
 
     def _track_best(self, metrics: dict[str, float]) -> None:
-        if self.select_metric not in metrics:
+        selected = self.validation.select_metric
+        if selected not in metrics:
             raise KeyError(
-                f"select_metric {self.select_metric!r} is not among the validation metrics {sorted(metrics)}"
-                + (" (valid_data yielded no batches?)" if not metrics else "")
+                f"select_metric {selected!r} is not among the validation metrics {sorted(metrics)}"
+                + (" (the validation data yielded no batches?)" if not metrics else "")
             )
-        value, best = metrics[self.select_metric], self.state.best_metric
+        value, best = metrics[selected], self.state.best_metric
         if not math.isfinite(value):
             return
-        if best is None or (value > best if self.higher_is_better else value < best):
+        if best is None or (value > best if self.validation.higher_is_better else value < best):
             self.state.best_metric, self.state.best_step = value, self.state.step
             self._save(best=True)
 
@@ -479,7 +502,7 @@ class Trainer:
             "nonfinite_steps": self.state.nonfinite_steps,
             "best_metric": self.state.best_metric,
             "best_step": self.state.best_step,
-            "select_metric": self.select_metric,
+            "select_metric": self.validation.select_metric,
             "last_checkpoint": str(latest) if latest else None,
             "resumed_from": str(resumed_from) if resumed_from else None,
             "train": self._last_train,

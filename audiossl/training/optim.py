@@ -41,7 +41,7 @@ class OptimConfig:
     power: float = 1.0
     phase_ratios: list[float] = field(default_factory=lambda: [0.1, 0.4, 0.5])
 
-    def __post_init__(self) -> None:
+    def validate(self) -> OptimConfig:
         check_positive(self.lr, "optim.lr")
         check_positive(self.eps, "optim.eps")
         check_positive(self.weight_decay, "optim.weight_decay", allow_zero=True)
@@ -57,6 +57,7 @@ class OptimConfig:
                 f"invalid config at 'optim.phase_ratios': need three non-negative fractions summing to 1, "
                 f"got {self.phase_ratios}"
             )
+        return self
 
 
 def default_parameter_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

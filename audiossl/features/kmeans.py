@@ -25,14 +25,13 @@ from torch import Tensor
 
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.manifest import parse_alignment, read_tsv, write_lines
-from audiossl.data.pipeline import AudioPipeline, DataConfig
-from audiossl.downstream import metrics
-from audiossl.downstream.frozen import FrameGrid, FrozenSplit, extract
-from audiossl.downstream.upstream import build_upstream
+from audiossl.data.pipeline import EVAL_BATCH_SAMPLES, AudioPipeline, DataConfig
+from audiossl import metrics
+from audiossl.features.frozen import FrameGrid, FrozenSplit, extract
+from audiossl.features.upstream import build_upstream
 
 log = logging.getLogger(__name__)
 
-SILENCE = "SIL"
 
 
 @dataclass
@@ -55,7 +54,7 @@ class KMeansConfig:
     force: bool = False  # refit even when a model with the same settings exists
     progress: bool = True
 
-    def check(self) -> KMeansConfig:
+    def validate(self) -> KMeansConfig:
         for key in ("num_clusters", "max_fit_frames", "frame_stride", "receptive_field"):
             check_positive(getattr(self, key), key)
         if not self.label.isidentifier():
@@ -95,8 +94,7 @@ class KMeansModel:
 
 def split_features(cfg: KMeansConfig, split: str, labels: list[str]) -> FrozenSplit:
     upstream = build_upstream(cfg.features, cmvn=cfg.cmvn)
-    data = DataConfig(manifest_dir=cfg.manifest_dir, labels=labels, crop=False, shuffle=False, min_sample_size=0,
-                      max_sample_size=16_000 * 60, max_batch_samples=16_000 * 60)
+    data = DataConfig(manifest_dir=cfg.manifest_dir, max_batch_samples=EVAL_BATCH_SAMPLES).for_evaluation(labels)
     pipeline = AudioPipeline(data, split, train=False)
     frozen = extract(upstream, pipeline, total=len(pipeline), desc=f"features {split}", progress=cfg.progress)
     if len(frozen.ids) != pipeline.num_rows:
@@ -153,7 +151,7 @@ def label_quality(labels: list[Tensor], alignments: list[str], ids: list[str], t
 
 def run(cfg: KMeansConfig) -> dict[str, Any]:
     """Fit (or reuse) the model, write ``{split}.{label}`` for every split, and score the labels."""
-    cfg.check()
+    cfg.validate()
     target = FrameGrid(cfg.frame_stride, cfg.receptive_field / 2, 16_000)
     model_path = cfg.model_path
     model = KMeansModel.load(model_path) if model_path.is_file() and not cfg.force else None

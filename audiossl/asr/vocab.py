@@ -18,9 +18,10 @@ from typing import final
 import torch
 from torch import Tensor
 
+from audiossl.data.manifest import WORD_SEPARATOR, letters_to_words, words_to_letters
+
 BLANK = "<blank>"
 UNK = "<unk>"
-WORD_SEPARATOR = "|"
 
 
 class VocabularyError(ValueError):
@@ -147,12 +148,5 @@ def read_dict_file(path: str | Path) -> list[str]:
     return symbols
 
 
-def letters_to_words(tokens: Iterable[str], separator: str = WORD_SEPARATOR) -> str:
-    """``H E L L O | W O R L D |`` (as tokens) -> ``HELLO WORLD``; repeated or trailing separators vanish."""
-    text = "".join(" " if token == separator else token for token in tokens)
-    return " ".join(text.split())
-
-
-def words_to_letters(words: str, separator: str = WORD_SEPARATOR) -> str:
-    """``HELLO WORLD`` -> ``H E L L O | W O R L D |``, the fairseq ``.ltr`` line for a ``.wrd`` line."""
-    return " ".join(" ".join(list(word)) + f" {separator}" for word in words.split())
+__all__ = ["BLANK", "UNK", "WORD_SEPARATOR", "Vocabulary", "VocabularyError", "letters_to_words", "read_dict_file",
+           "words_to_letters"]

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from audiossl.downstream.heads import LayerMix
+
 
 @dataclass
 class ProbeCurve:
@@ -43,20 +45,6 @@ class Standardizer(nn.Module):
         return (x - self.mean) * self.inv_std
 
 
-class LayerMix(nn.Module):
-    """Softmax-weighted sum of ``(layers, N, dim)`` standardised layers -> ``(N, dim)``."""
-
-    def __init__(self, num_layers: int) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(torch.zeros(num_layers))
-
-    def forward(self, layers: Tensor) -> Tensor:
-        return torch.einsum("l,lnd->nd", torch.softmax(self.logits, 0), layers)
-
-    def weights(self) -> list[float]:
-        return torch.softmax(self.logits.detach(), 0).tolist()
-
-
 @dataclass
 class LinearProbe:
     """A fitted probe: standardisation per layer, optional layer mix, and the linear classifier."""
@@ -80,7 +68,7 @@ class LinearProbe:
         return accuracy_of(self.logits(layers), targets)
 
     def layer_weights(self) -> list[float] | None:
-        return self.mix.weights() if self.mix is not None else None
+        return self.mix.layer_weights() if self.mix is not None else None
 
 
 def accuracy_of(logits: Tensor, targets: Tensor) -> float:

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from audiossl.audio.espeak import SILENCE
 from audiossl.data.manifest import parse_alignment
-from audiossl.downstream.frozen import FrozenSplit
+from audiossl.features.frozen import FrozenSplit
 
-SILENCES = frozenset({"SIL", "SP", "SPN", "<SIL>", "sil", "sp"})
+SILENCES = frozenset({SILENCE, "SP", "SPN", "<SIL>", "sil", "sp"})
 ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from audiossl.data.batch import AudioBatch
 from audiossl.progress import progress_bar
-from audiossl.downstream.upstream import Upstream
+from audiossl.features.upstream import Upstream
 
 
 @dataclass(frozen=True)

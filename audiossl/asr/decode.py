@@ -22,7 +22,7 @@ from typing import final
 import torch
 from torch import Tensor
 
-from audiossl.downstream.vocab import UNK, Vocabulary
+from audiossl.asr.vocab import UNK, Vocabulary
 
 log = logging.getLogger(__name__)
 

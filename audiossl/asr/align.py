@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
-from audiossl.downstream.frozen import FrameGrid
-from audiossl.downstream.vocab import Vocabulary
+from audiossl.features.frozen import FrameGrid
+from audiossl.asr.vocab import Vocabulary
 
 
 @dataclass

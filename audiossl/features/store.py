@@ -30,8 +30,8 @@ import torch
 from audiossl.config import ConfigError, check_choice
 from audiossl.data.manifest import ManifestRow, write_manifest
 from audiossl.data.pipeline import AudioPipeline, DataConfig, ManifestTable, load_manifest
-from audiossl.downstream.frozen import encode_batches
-from audiossl.downstream.upstream import Upstream
+from audiossl.features.frozen import encode_batches
+from audiossl.features.upstream import Upstream
 from audiossl.progress import progress_bar
 
 FORMATS = ("npy", "memmap")
@@ -163,10 +163,7 @@ def _todo_pipeline(data: DataConfig, split: str, directory: Path, table: Manifes
     if not rows:
         return None
     write_manifest(directory / TODO_DIR, split, table.root, rows, {})
-    size = max(data.max_batch_samples, 1)
-    todo = replace(data, manifest_dir=str(directory / TODO_DIR), labels=[], crop=False, shuffle=False,
-                   min_sample_size=0, max_sample_size=size, max_batch_samples=size, drop_last=False,
-                   max_batches_per_epoch=None)
+    todo = replace(data, manifest_dir=str(directory / TODO_DIR)).for_evaluation(labels=[])
     return AudioPipeline(todo, split, train=False)
 
 

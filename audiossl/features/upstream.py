@@ -85,8 +85,8 @@ class EncoderUpstream(Upstream):
     """A raw-waveform encoder (``feature_encoder`` + ``context``), pretrained or randomly initialised.
 
     The encoder's submodules are registered directly on this module, so a task's state_dict reads
-    ``encoder.feature_encoder...``, exactly like a pretraining checkpoint: ``load_pretrained_encoder``
-    accepts fine-tuned checkpoints too.
+    ``encoder.feature_encoder...``, exactly like a pretraining checkpoint: ``load_encoder`` accepts
+    fine-tuned checkpoints too.
 
     Freezing is explicit state rather than optimizer tricks: a frozen part runs without autograd (no
     gradients, AdamW skips it) and stays in eval mode (no dropout noise) even when the trainer calls
@@ -151,48 +151,77 @@ def _part(child: str) -> str:
     return "feature_encoder" if child == "feature_encoder" else "context"
 
 
-def build_upstream(init: str, encoder_config: Any = None, cmvn: bool = True) -> Upstream:
-    """``init`` is a pretraining checkpoint (any objective), a peer checkpoint (HF directory, fairseq
-    ``.pt``, our torchaudio file, fairseq2 checkpoint) or ``random`` / ``fbank`` / ``mfcc``.
-
-    ``random`` builds ``encoder_config`` (an ``EncoderConfig``) with fresh weights, the reference that
-    shows what pretraining bought. ``cmvn`` applies to the front-ends (see ``UpstreamSpec``).
-    """
+def build_upstream(init: str, cmvn: bool = True) -> Upstream:
+    """``init`` is any checkpoint ``load_encoder`` opens, or ``fbank`` / ``mfcc``; ``cmvn`` applies to the
+    front-ends (see ``UpstreamSpec``). Random encoders come from ``random_upstream``."""
     if init in ("fbank", "mfcc"):
         return FrontEndUpstream(init, cmvn)
-    from audiossl.models.encoder import build_encoder
-
     if init == "random":
-        if encoder_config is None:
-            raise ValueError("init=random needs an encoder config (the 'encoder' key)")
-        return EncoderUpstream(build_encoder(encoder_config), UpstreamSpec("encoder", "random", asdict(encoder_config)))
-    checkpoint = resolve_checkpoint(init)
-    encoder = load_encoder(checkpoint)
+        raise ValueError("a random upstream needs an architecture and a seed: use random_upstream")
+    encoder, checkpoint = load_encoder(init)
     return EncoderUpstream(encoder, UpstreamSpec("encoder", str(checkpoint), asdict(encoder.config)))
 
 
-def load_encoder(checkpoint: Path) -> Any:
-    """The encoder of an audiossl checkpoint (pretraining or fine-tuning) or of a peer checkpoint, read once."""
-    from audiossl.models.interop import load_peer, open_checkpoint
-    from audiossl.training.checkpoint import encoder_from_checkpoint
+def random_upstream(architecture: Any, seed: int) -> Upstream:
+    """A freshly initialised encoder drawn from ``seed``: the reference that shows what pretraining bought.
 
+    ``architecture`` is an ``EncoderConfig`` or any checkpoint whose architecture to copy (its weights are
+    not used). Seeding here, not by the caller, makes the same ``seed`` give the same encoder in a
+    fine-tuning run and in the bench.
+    """
+    from audiossl.models.encoder import EncoderConfig, build_encoder
+
+    config = architecture if isinstance(architecture, EncoderConfig) else encoder_config_of(architecture)
+    torch.manual_seed(seed)
+    return EncoderUpstream(build_encoder(config), UpstreamSpec("encoder", "random", asdict(config)))
+
+
+def load_encoder(path: str | Path) -> tuple[Any, Path]:
+    """Any checkpoint as our ``Encoder`` (its ``config`` is the architecture) and the file it came from.
+
+    The one door every command uses: an audiossl checkpoint (pretraining or fine-tuning, a file or a run
+    directory), an HF directory, a fairseq ``.pt``, our torchaudio file or a fairseq2 checkpoint.
+    """
+    from audiossl.models.interop import load_peer, open_checkpoint
+
+    checkpoint = resolve_checkpoint(path)
     opened = open_checkpoint(checkpoint)
     if opened.kind == "audiossl":
-        return encoder_from_checkpoint(opened.contents, checkpoint)
+        return _audiossl_encoder(opened.contents, checkpoint), checkpoint
     peer = load_peer(opened)
     for note in peer.notes:
         log.warning("%s (%s): %s", checkpoint, peer.kind, note)
-    return peer.encoder
+    return peer.encoder, checkpoint
+
+
+def _audiossl_encoder(checkpoint: dict[str, Any], path: Path) -> Any:
+    """The encoder of one of our checkpoints: ``config.encoder`` rebuilt, the ``encoder.`` weights loaded."""
+    from audiossl.config import to_config
+    from audiossl.models.encoder import EncoderConfig, build_encoder
+    from audiossl.training.checkpoint import encoder_state_dict
+
+    encoder_node = (checkpoint.get("config") or {}).get("encoder")
+    if encoder_node is None:
+        raise ValueError(f"{path}: no 'config.encoder' in the checkpoint; cannot rebuild the encoder")
+    encoder = build_encoder(to_config(EncoderConfig, encoder_node, "encoder"))
+    weights = encoder_state_dict(checkpoint["model"])
+    if not weights:
+        raise ValueError(f"{path}: the model state has no 'encoder.' entries")
+    if "mask_embedding" not in weights:  # saved before the encoder owned it (the objective's masker did)
+        legacy = checkpoint["model"].get("masker.temporal_mask_embed")
+        weights["mask_embedding"] = legacy if legacy is not None else encoder.mask_embedding.detach().clone()
+    encoder.load_state_dict(weights)
+    return encoder
 
 
 def encoder_config_of(path: str | Path) -> Any:
-    """The ``EncoderConfig`` an audiossl or peer checkpoint describes (``init=random encoder_from=...``).
+    """The ``EncoderConfig`` a checkpoint describes (``init=random encoder_from=...``).
 
     Read under a forked RNG: building the encoder draws initial weights, and the random encoder built next
-    must get the same weights from ``trainer.seed`` whatever was read before it.
+    must get the same weights from its seed whatever was read before it.
     """
     with torch.random.fork_rng(devices=[]):
-        return load_encoder(resolve_checkpoint(path)).config
+        return load_encoder(path)[0].config
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -18,9 +18,11 @@ import torch
 
 from audiossl.data.pipeline import DataConfig
 from audiossl.downstream.heads import LastLayer, LinearHead
-from audiossl.downstream.tasks import CTCTask, DownstreamTask, TaskConfig, load_finetuned
-from audiossl.downstream.upstream import EncoderUpstream, UpstreamSpec, resolve_checkpoint
-from audiossl.downstream.vocab import WORD_SEPARATOR, Vocabulary, VocabularyError, read_dict_file
+from audiossl.downstream.base import DownstreamTask, TaskConfig
+from audiossl.downstream.ctc import CTCTask
+from audiossl.downstream.finetuned import SAVED_KEY, SavedTask, TaskOutputs, is_finetuned, load_finetuned
+from audiossl.features.upstream import EncoderUpstream, UpstreamSpec, load_encoder, resolve_checkpoint
+from audiossl.asr.vocab import WORD_SEPARATOR, Vocabulary, VocabularyError, read_dict_file
 from audiossl.models.interop import CTCHead, InteropError, PeerModel, load_peer, open_checkpoint
 from audiossl.models.interop.hf import export_hf
 from audiossl.models.interop.torchaudio import export_torchaudio
@@ -86,9 +88,8 @@ def peer_ctc_task(peer: PeerModel, dict_path: str | Path | None = None) -> tuple
     with torch.no_grad():
         task.head.proj.weight.copy_(head.weight[order])
         task.head.proj.bias.copy_(head.bias[order])
-    config = {"task": asdict(cfg), "encoder": spec.encoder,
-              "downstream": {"upstream": asdict(spec), "outputs": {"symbols": vocab.symbols[1:]},
-                             "data": asdict(DataConfig(crop=False, min_sample_size=0))}}
+    saved = SavedTask(spec, TaskOutputs(vocab.symbols[1:]), DataConfig(crop=False, min_sample_size=0))
+    config = {"task": asdict(cfg), "encoder": spec.encoder, SAVED_KEY: saved.to_dict()}
     return task.eval(), config
 
 
@@ -137,12 +138,10 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str, dict_path: s
 
 
 def _encoder_and_head(checkpoint: Path, dict_path: str | Path | None) -> tuple[Any, CTCHead | None]:
-    from audiossl.training.checkpoint import encoder_from_checkpoint
-
     opened = open_checkpoint(checkpoint)
     if opened.kind == "audiossl":
-        if "downstream" not in opened.contents["config"]:
-            return encoder_from_checkpoint(opened.contents, checkpoint), None
+        if not is_finetuned(opened.contents["config"]):
+            return load_encoder(checkpoint)[0], None
         task = load_finetuned(checkpoint)[0]
     else:
         peer = load_peer(opened)

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-from audiossl.downstream.frozen import FrozenSplit
-from audiossl.downstream.heads import build_frame_head
-from audiossl.downstream.probe import LayerMix
+from audiossl.features.frozen import FrozenSplit
+from audiossl.downstream.ctc import ctc_loss
+from audiossl.downstream.heads import LayerMix, build_frame_head
 
 
 @dataclass
@@ -77,7 +76,7 @@ class CTCProbe(nn.Module):
     def forward(self, batch: PaddedBatch) -> tuple[Tensor, Tensor]:
         """``(B, T, V)`` log-probabilities and ``(B,)`` frame counts."""
         standard = (batch.layers.float() - self.mean) * self.inv_std
-        mixed = torch.einsum("l,lbtd->btd", torch.softmax(self.mix.logits, 0), standard)
+        mixed = self.mix(standard)
         return self.head(mixed, batch.lengths).log_softmax(-1), batch.lengths
 
 
@@ -94,12 +93,10 @@ def length_batches(split: FrozenSplit, max_frames: int) -> list[list[int]]:
     return batches + ([current] if current else [])
 
 
-def ctc_loss(log_probs: Tensor, lengths: Tensor, targets: list[list[int]]) -> Tensor:
+def flat_targets(targets: list[list[int]]) -> tuple[Tensor, Tensor]:
+    """Token ids of several utterances concatenated, and each one's length: CTC's packed target form."""
     flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
-    target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
-    losses = F.ctc_loss(log_probs.transpose(0, 1), flat, lengths, target_lengths, blank=0, reduction="none",
-                        zero_infinity=True)
-    return (losses / target_lengths.clamp(min=1)).mean()
+    return flat, torch.tensor([len(t) for t in targets], dtype=torch.long)
 
 
 @torch.no_grad()
@@ -143,7 +140,7 @@ def fit_ctc_probe(train: FrozenSplit, train_targets: list[list[int]], dev: Froze
         for index in torch.randperm(len(batches), generator=generator).tolist():
             batch = batches[index]
             log_probs, lengths = probe(batch)
-            loss = ctc_loss(log_probs, lengths, [train_targets[r] for r in batch.rows])
+            loss = ctc_loss(log_probs, lengths, *flat_targets([train_targets[r] for r in batch.rows]))
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(probe.parameters(), 5.0)
