@@ -58,7 +58,8 @@ def test_readme_architecture_matches_the_tree_in_layer_order() -> None:
     block = readme.split("## Architecture", 1)[1].split("```", 2)[1]
     listed = [line.split()[0].rstrip("/").removesuffix(".py") for line in block.splitlines()
               if line.startswith("  ") and not line.startswith("   ")]
-    tree = {path.name.removesuffix(".py") for path in PACKAGE.iterdir()
-            if (path.is_dir() and (path / "__init__.py").is_file()) or (path.suffix == ".py" and path.stem != "__init__")}
+    packages = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    modules = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+    tree = packages | modules
     assert set(listed) == tree
     assert [name for name in listed if name in LAYERS] == LAYERS

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
@@ -113,3 +115,42 @@ def test_every_objective_trains_through_the_trainer(preset, tmp_path, clips):
     assert summary["valid"] and all(map(float.__instancecheck__, summary["valid"].values()))
     encoder, _ = load_encoder(summary["last_checkpoint"])
     assert type(encoder).__name__ == "Encoder" and encoder.config.name == setup.encoder.name
+
+
+def write_cluster_labels(clips: Path, clusters: int = 100, stride: int = 160) -> None:
+    """Random HuBERT targets on a 10 ms grid for every clip (``{split}.km``): resuming needs labels, not good ones."""
+    generator = torch.Generator().manual_seed(0)
+    for split in ("train", "valid"):
+        sizes = [int(line.split("\t")[1]) for line in (clips / f"{split}.tsv").read_text().splitlines()[1:]]
+        lines = [" ".join(map(str, torch.randint(clusters, (size // stride + 1,), generator=generator).tolist()))
+                 for size in sizes]
+        (clips / f"{split}.km").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("preset", [*PRESETS, "hubert_tiny"])
+def test_every_objective_resumes_bitwise_after_a_kill(preset, tmp_path, clips):
+    """A run killed after its step-2 checkpoint ends at step 4 identical to a run never interrupted: weights,
+    optimizer moments, RNG streams and data position all come back. (Whatever moment a kill lands, the newest
+    complete checkpoint is what survives; ``test_resume.py`` SIGKILLs a real process to show that.)"""
+    if preset == "hubert_tiny":
+        write_cluster_labels(clips)
+
+    def run(run_dir: Path) -> dict:
+        return pretrain(validate(compose_pretrain(f"+experiment={preset}", *tiny_run_overrides(clips, run_dir, 4))))
+
+    run(tmp_path / "whole")
+    shutil.copytree(tmp_path / "whole", tmp_path / "killed")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    (checkpoints / "step_00000004.pt").unlink()  # the kill: nothing after step 2 reached the disk
+    (checkpoints / "best.pt").unlink(missing_ok=True)
+    (checkpoints / "latest").write_text("step_00000002.pt\n")
+    assert run(tmp_path / "killed")["resumed_from"].endswith("step_00000002.pt")
+
+    whole, resumed = (load_checkpoint(tmp_path / run_dir / "checkpoints" / "step_00000004.pt")
+                      for run_dir in ("whole", "killed"))
+    assert resumed["model"].keys() == whole["model"].keys()
+    assert not [name for name in whole["model"] if not torch.equal(whole["model"][name], resumed["model"][name])]
+    for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert all(torch.equal(a[key], b[key]) for key in a)
+    assert torch.equal(whole["ranks"][0]["rng"]["torch"], resumed["ranks"][0]["rng"]["torch"])
+    assert whole["ranks"][0]["data"] == resumed["ranks"][0]["data"]
