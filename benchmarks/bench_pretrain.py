@@ -19,6 +19,8 @@ being a large matrix product timed in the same run at the same threads and preci
     .venv/bin/python benchmarks/bench_pretrain.py --objectives wav2vec2 --profile
     .venv/bin/python benchmarks/bench_pretrain.py --objectives wav2vec2 --encoder w2v2_base --batch 2 --seconds 4 \
         --threads 2 --bf16                                           # BASE, both sides under CPU bf16 autocast
+    .venv/bin/python benchmarks/bench_pretrain.py --objectives wav2vec2 --encoder w2v2_base --batch 8 --seconds 15 \
+        --device cuda --bf16                                         # on a GPU: also peak memory (benchmarks/gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -155,8 +157,9 @@ def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Aud
     mask = _compute_mask_indices(shape, config.mask_time_prob, config.mask_time_length,
                                  min_masks=config.mask_time_min_masks)
     negatives = _sample_negative_indices(shape, config.num_negatives, mask_time_indices=mask)
-    output = model(batch.waveforms, mask_time_indices=torch.from_numpy(mask),
-                   sampled_negative_indices=torch.from_numpy(negatives))
+    device = batch.waveforms.device
+    output = model(batch.waveforms, mask_time_indices=torch.from_numpy(mask).to(device),
+                   sampled_negative_indices=torch.from_numpy(negatives).to(device))
     loss = output.loss / int(mask.sum())  # HF sums over masked frames; we average (same gradient direction)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -164,10 +167,19 @@ def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Aud
     return float(loss.detach())
 
 
-def timed(step, *args, bf16: bool = False) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step, model: torch.nn.Module, *args, bf16: bool = False) -> float:
+    """Wall seconds of one step on the model's device (a GPU is synchronised before and after)."""
+    device = next(model.parameters()).device
+    synchronize(device)
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        step(*args)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        step(model, *args)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -193,37 +205,48 @@ def step_flops(run, model: torch.nn.Module, batch: AudioBatch, bf16: bool) -> fl
     return float(counter.get_total_flops())
 
 
-def gemm_peak(bf16: bool, size: int = 2048, repeats: int = 5) -> float:
+def gemm_peak(bf16: bool, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of a large square matrix product at the current thread count: the attainable peak of this
-    machine for the step's dominant work (theoretical peaks overstate what one core sustains)."""
+    machine for the step's dominant work (theoretical peaks overstate what one core sustains). On a GPU the
+    matrix is 8192 wide, so the product is long enough to reach its tensor cores' rate."""
     dtype = torch.bfloat16 if bf16 else torch.float32
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    size = 8192 if device.type == "cuda" else size
+    a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
     a @ b
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def bench(name: str, batch: AudioBatch, steps: int, warmup: int, with_peers: bool, encoder: str | None = None,
-          bf16: bool = False) -> dict[str, Any]:
+          bf16: bool = False, device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     torch.manual_seed(0)
     objective = build_objective(name, encoder).train()
-    runners = runners_for(name, objective, with_peers)
+    runners = {key: (run, model.to(device)) for key, (run, model) in runners_for(name, objective, with_peers).items()}
+    batch = batch.to(device)
     optimizers = {key: torch.optim.AdamW(model.parameters(), lr=1e-4) for key, (_, model) in runners.items()}
     seconds = {key: 0.0 for key in runners}
+    peak_memory = {key: 0.0 for key in runners}
     for step in range(warmup + steps):
         for key, (run, model) in runners.items():  # alternate, so load spikes hit all alike
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             elapsed = timed(run, model, optimizers[key], batch, bf16=bf16)
             seconds[key] += elapsed if step >= warmup else 0.0
-    peak = gemm_peak(bf16)
-    result: dict[str, Any] = {"gemm_peak_gflops": peak / 1e9}
+            if device.type == "cuda":
+                peak_memory[key] = max(peak_memory[key], torch.cuda.max_memory_allocated(device) / 2**30)
+    peak = gemm_peak(bf16, device)
+    result: dict[str, Any] = {"gemm_peak_gflops": peak / 1e9, "device": str(device)}
     for key, (run, model) in runners.items():
         step_s = seconds[key] / steps
         flops = step_flops(run, model, batch, bf16)
         result[key] = {"step_s": step_s, "audio_s_per_s": batch.seconds / step_s,
                        "params": sum(p.numel() for p in model.parameters()),
-                       "gflop_per_audio_s": flops / batch.seconds / 1e9, "share_of_peak": flops / step_s / peak}
+                       "gflop_per_audio_s": flops / batch.seconds / 1e9, "share_of_peak": flops / step_s / peak,
+                       "peak_memory_gib": peak_memory[key]}
         if key != "ours":
             result[f"ours_over_{key}"] = seconds[key] / seconds["ours"]
     return result
@@ -253,14 +276,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 by default: on a shared 2-core box 2 threads oversubscribe)")
     parser.add_argument("--encoder", help="encoder preset (conf/encoder) instead of each objective's tiny one")
-    parser.add_argument("--bf16", action="store_true", help="CPU bf16 autocast, on both sides")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast, on every side")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-hf", action="store_true", help="skip the peers (HuggingFace, fairseq2)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch = speech_like_batch(args.batch, args.seconds)
-    print(f"batch {args.batch} x {args.seconds:g} s, {args.threads} thread(s), {'bf16' if args.bf16 else 'float32'}, "
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} thread(s)"
+    print(f"batch {args.batch} x {args.seconds:g} s, {where}, {'bf16' if args.bf16 else 'float32'}, "
           f"torch {torch.__version__}, "
           f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     if args.profile:
@@ -269,14 +295,16 @@ def main() -> None:
         return
     results = {}
     for name in args.objectives:
-        results[name] = row = bench(name, batch, args.steps, args.warmup, not args.no_hf, args.encoder, args.bf16)
+        results[name] = row = bench(name, batch, args.steps, args.warmup, not args.no_hf, args.encoder, args.bf16,
+                                    device)
         print(f"{name} / {args.encoder or PRESETS[name]} (matrix peak measured: {row['gemm_peak_gflops']:.0f} GFLOP/s)")
         for key in [key for key in row if isinstance(row[key], dict)]:
             side = row[key]
             ratio = f"  ours is {row[f'ours_over_{key}']:.2f}x faster" if key != "ours" else ""
             print(f"  {key:9s} {side['params'] / 1e6:6.2f}M params {side['step_s']:7.3f} s/step "
                   f"{side['audio_s_per_s']:7.1f} audio-s/s {side['gflop_per_audio_s']:7.2f} GFLOP/audio-s "
-                  f"{100 * side['share_of_peak']:5.1f}% of peak{ratio}", flush=True)
+                  f"{100 * side['share_of_peak']:5.1f}% of peak"
+                  + (f" {side['peak_memory_gib']:5.1f} GiB peak" if device.type == "cuda" else "") + ratio, flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},

@@ -295,3 +295,7 @@ def main(node: Any) -> None:
     path, results = evaluate(cfg)
     print("\n".join(summary_lines(results)))
     print(f"report: {path}")
+
+
+if __name__ == "__main__":
+    main()

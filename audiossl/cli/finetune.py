@@ -58,3 +58,7 @@ def main(node: Any) -> None:
     print(f"done: {summary['step']} updates in {summary['wall_seconds']:.0f} s; best dev {metric} {shown} "
           f"at step {summary['best_step']}; model: {Path(cfg.run_dir) / 'checkpoints' / 'best.pt'}")
     print(f"evaluate: audiossl-evaluate checkpoint={cfg.run_dir}")
+
+
+if __name__ == "__main__":
+    main()
