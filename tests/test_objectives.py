@@ -431,3 +431,14 @@ def test_cola_collapse_is_reported_and_guarded(tmp_path):
     metrics = {name: float(value) for name, value in output.metrics.items()}
     assert metrics["loss"] == pytest.approx(metrics["contrastive"] + 2.0 * metrics["variance"])
 
+
+
+def test_a_mask_prob_written_as_the_papers_p_gets_a_warning(caplog):
+    """``mask_prob`` is fairseq's share (0.65 at BASE); 0.065 (the paper's p) would mask a tenth as much."""
+    with caplog.at_level("WARNING"):
+        build("wav2vec2", mask_prob=0.065, mask_span=10)
+    assert "mask_prob=0.65" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build("wav2vec2", mask_prob=0.65, mask_span=10)
+    assert "mask_prob" not in caplog.text

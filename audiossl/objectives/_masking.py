@@ -32,6 +32,10 @@ class SpanMasking:
 
     def validate(self) -> SpanMasking:
         check_positive(self.share, "objective.mask_prob")
+        if self.share < 0.2 and self.span > 1:
+            log.warning("objective.mask_prob=%g is the share of frames to mask (fairseq's mask_prob: 0.65 for "
+                        "wav2vec 2.0 BASE, 0.8 for HuBERT); if %g was the paper's p (a frame's chance of starting "
+                        "a span), write mask_prob=%g", self.share, self.share, self.share * self.span)
         check_positive(self.min_spans, "objective.min_mask_spans")
         if self.span < 1:
             raise ConfigError(f"invalid config at 'objective.mask_span': must be >= 1, got {self.span}")
