@@ -15,6 +15,7 @@
 #
 # Every step resumes or skips when its output is there, so running it again is cheap. Knobs (environment):
 #   OBJECTIVE (hubert)   pretraining objective: the experiment preset is conf/experiment/${OBJECTIVE}_tiny.yaml
+#                        (hubert_denoise: HuBERT with WavLM's denoising, for noisy test audio)
 #   DEMO_DIR (runs/demo)  where the runs go; the report goes to $DEMO_DIR/report_$OBJECTIVE
 #   PRETRAIN_STEPS / FINETUNE_STEPS   override the demo's step counts (e.g. for a quicker look)
 #   PRETRAINED=<checkpoint or run dir>   skip step 3 and fine-tune from an existing pretraining run instead
@@ -60,7 +61,7 @@ fi
 if [ -n "${PRETRAINED:-}" ]; then
   stage "3/6 pretraining: reusing PRETRAINED=$PRETRAINED"
 else
-  if [ "$OBJECTIVE" = hubert ]; then
+  if [[ "$OBJECTIVE" == hubert* ]]; then  # hubert, hubert_denoise
     stage "3/6 HuBERT targets: MFCC k-means on the encoder's 10 ms grid -> $MANIFESTS/{train_clean,dev_clean}.km"
     $BIN/audiossl-kmeans manifest_dir=$MANIFESTS frame_stride=160 receptive_field=465
   fi
