@@ -7,7 +7,7 @@
 #
 # Jobs, 1 thread each: 12 updates of every pretraining preset (cpc, wav2vec2, apc, cola, hubert); from the
 # hubert run, fine-tuning with the few-label recipe (frozen, BiLSTM), full fine-tuning with masking, and a
-# frame-phone probe on fbank; then audiossl-evaluate (greedy + LM) on test_clean. About 5 minutes.
+# frame-phone probe on fbank; then audiossl-evaluate (greedy + LM) on test_clean. About 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${1:-HEAD}
