@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,9 @@ class LoadedRun:
     def task_name(self) -> str:
         return self.config["task"]["name"]
 
-    @property
+    @cached_property
     def saved(self) -> SavedTask:
+        """Parsed once: evaluation reads the run's data config for every split and decoder."""
         return SavedTask.of(self.config, self.checkpoint)
 
     @property

@@ -89,10 +89,15 @@ def load_finetuned(path: str | Path) -> tuple[DownstreamTask, dict[str, Any], Pa
     Returns the task in eval mode, the run config saved with it, and the checkpoint file used.
     """
     checkpoint_path = resolve_checkpoint(path)
-    checkpoint = load_checkpoint(checkpoint_path)
+    task, config = finetuned_from(load_checkpoint(checkpoint_path), checkpoint_path)
+    return task, config, checkpoint_path
+
+
+def finetuned_from(checkpoint: dict[str, Any], where: str | Path) -> tuple[DownstreamTask, dict[str, Any]]:
+    """``load_finetuned`` for a checkpoint already read (``where`` names it in errors): task and run config."""
     config = checkpoint.get("config") or {}
-    saved = SavedTask.of(config, checkpoint_path)
+    saved = SavedTask.of(config, where)
     upstream = rebuild_upstream(saved.upstream)
     task = build_task(to_config(TaskConfig, config["task"], "task"), upstream, saved.outputs)
     task.load_state_dict(checkpoint["model"])
-    return task.eval(), config, checkpoint_path
+    return task.eval(), config

@@ -20,8 +20,8 @@ from audiossl.data.pipeline import DataConfig
 from audiossl.downstream.heads import LastLayer, LinearHead
 from audiossl.downstream.base import DownstreamTask, TaskConfig
 from audiossl.downstream.ctc import CTCTask
-from audiossl.downstream.finetuned import SAVED_KEY, SavedTask, TaskOutputs, is_finetuned, load_finetuned
-from audiossl.features.upstream import EncoderUpstream, UpstreamSpec, load_encoder, resolve_checkpoint
+from audiossl.downstream.finetuned import SAVED_KEY, SavedTask, TaskOutputs, finetuned_from, is_finetuned
+from audiossl.features.upstream import EncoderUpstream, UpstreamSpec, encoder_of, resolve_checkpoint
 from audiossl.asr.vocab import WORD_SEPARATOR, Vocabulary, VocabularyError, read_dict_file
 from audiossl.models.interop import CTCHead, InteropError, PeerModel, load_peer, open_checkpoint
 from audiossl.models.interop.hf import export_hf
@@ -100,7 +100,8 @@ def load_any_finetuned(path: str | Path, dict_path: str | Path | None = None
     checkpoint = resolve_checkpoint(path)
     opened = open_checkpoint(checkpoint)
     if opened.kind == "audiossl":
-        return load_finetuned(checkpoint)
+        task, config = finetuned_from(opened.contents, checkpoint)
+        return task, config, checkpoint
     task, config = peer_ctc_task(load_peer(opened), dict_path)
     return task, config, checkpoint
 
@@ -141,8 +142,8 @@ def _encoder_and_head(checkpoint: Path, dict_path: str | Path | None) -> tuple[A
     opened = open_checkpoint(checkpoint)
     if opened.kind == "audiossl":
         if not is_finetuned(opened.contents["config"]):
-            return load_encoder(checkpoint)[0], None
-        task = load_finetuned(checkpoint)[0]
+            return encoder_of(opened), None
+        task = finetuned_from(opened.contents, checkpoint)[0]
     else:
         peer = load_peer(opened)
         if peer.ctc_head is None:

@@ -48,7 +48,8 @@ def predict(task: DownstreamTask, batch: AudioBatch, decoders: Mapping[str, Deco
                 for name, decode in decoders.items()}
     if isinstance(task, FramePhoneTask):
         logits, targets = task.frame_logits(batch)
-        pairs = [_frame_strings(task.phones, row_logits, row_targets) for row_logits, row_targets in zip(logits, targets)]
+        pairs = [_frame_strings(task.phones, row_logits, row_targets)
+                 for row_logits, row_targets in zip(logits, targets)]
     elif isinstance(task, SpeakerTask):
         best = task.logits(batch).argmax(dim=-1).tolist()
         pairs = [(speaker, task.speakers[b]) for speaker, b in zip(batch.labels["spk"], best)]

@@ -182,16 +182,22 @@ def load_encoder(path: str | Path) -> tuple[Any, Path]:
     The one door every command uses: an audiossl checkpoint (pretraining or fine-tuning, a file or a run
     directory), an HF directory, a fairseq ``.pt``, our torchaudio file or a fairseq2 checkpoint.
     """
-    from audiossl.models.interop import load_peer, open_checkpoint
+    from audiossl.models.interop import open_checkpoint
 
     checkpoint = resolve_checkpoint(path)
-    opened = open_checkpoint(checkpoint)
+    return encoder_of(open_checkpoint(checkpoint)), checkpoint
+
+
+def encoder_of(opened: Any) -> Any:
+    """``load_encoder`` for a checkpoint already opened (``models.interop.open_checkpoint``), read once."""
+    from audiossl.models.interop import load_peer
+
     if opened.kind == "audiossl":
-        return _audiossl_encoder(opened.contents, checkpoint), checkpoint
+        return _audiossl_encoder(opened.contents, opened.path)
     peer = load_peer(opened)
     for note in peer.notes:
-        log.warning("%s (%s): %s", checkpoint, peer.kind, note)
-    return peer.encoder, checkpoint
+        log.warning("%s (%s): %s", opened.path, peer.kind, note)
+    return peer.encoder
 
 
 def _audiossl_encoder(checkpoint: dict[str, Any], path: Path) -> Any:
