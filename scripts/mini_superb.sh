@@ -5,13 +5,15 @@
 #   2. HuBERT targets: MFCC k-means on the encoders' 10 ms grid (audiossl-kmeans)
 #   3. pretrain each recipe (conf/experiment/<objective>_tiny.yaml, each at most 30 min on 2 cores); HuBERT's
 #      second iteration re-clusters a layer of the first and trains again
-#   4. audiossl-bench over MFCC, fbank, a random encoder and every pretrained encoder -> $OUT/report.md
+#   4. the clip-level sets (keyword spotting, accent ID; audiossl-keywords, audiossl-accents)
+#   5. audiossl-bench over MFCC, fbank, a random encoder and every pretrained encoder, frame- and clip-level
+#      tasks -> $OUT/report.md
 #
 # Every step resumes or skips when its output exists. Knobs (environment):
 #   RUNS (runs/mini_superb)   where the pretraining runs go
 #   OUT (reports/mini_superb) the bench report
 #   PROFILE (quick)           bench profile: quick | full
-#   OBJECTIVES ("cpc wav2vec2 apc cola hubert")
+#   OBJECTIVES ("cpc wav2vec2 apc cola hubert pase multiformat"; multiformat adds both of its branches)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +22,7 @@ BIN=.venv/bin
 RUNS=${RUNS:-runs/mini_superb}
 OUT=${OUT:-reports/mini_superb}
 PROFILE=${PROFILE:-quick}
-OBJECTIVES=${OBJECTIVES:-cpc wav2vec2 apc cola hubert}
+OBJECTIVES=${OBJECTIVES:-cpc wav2vec2 apc cola hubert pase multiformat}
 CORPUS=data/synth
 MANIFESTS=manifests/synth
 started=$SECONDS
@@ -51,11 +53,17 @@ for objective in $OBJECTIVES; do
     $BIN/audiossl-pretrain +experiment=${objective}_tiny run_dir=$RUNS/$objective
   fi
   upstreams+=("$RUNS/$objective")
+  [ "$objective" = multiformat ] && upstreams+=("$RUNS/$objective:spectrogram")
 done
+
+stage "clip-level sets: keyword spotting and accent ID"
+$BIN/audiossl-keywords
+$BIN/audiossl-accents
 
 stage "audiossl-bench ($PROFILE) -> $OUT"
 list=$(IFS=,; echo "${upstreams[*]}")
 random_from=${upstreams[3]}   # the random row has the first pretrained encoder's architecture (HuBERT's if trained)
 [ -d "$RUNS/hubert_it1" ] && random_from=$RUNS/hubert_it1
-$BIN/audiossl-bench "upstreams=[$list]" random_from=$random_from profile=$PROFILE out_dir=$OUT
+tasks="[phone_frames,abx,speaker,phoneme,asr,speaker_crops,keywords,accent]"
+$BIN/audiossl-bench "upstreams=[$list]" random_from=$random_from profile=$PROFILE "tasks=$tasks" out_dir=$OUT
 stage "done: $OUT/report.md"

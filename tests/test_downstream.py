@@ -11,7 +11,7 @@ import torch
 
 from audiossl.audio.features import frame_mask
 from audiossl.data.batch import AudioBatch
-from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, masked_mean
+from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, mean_pool
 from audiossl.models.masking import random_span_mask
 from audiossl.data.manifest import parse_alignment
 from audiossl.downstream.base import IGNORE, MaskingConfig, TaskConfig
@@ -248,7 +248,7 @@ def test_masker_masks_in_training_only() -> None:
 
 def test_masked_mean_ignores_padding() -> None:
     features = torch.tensor([[[1.0], [3.0], [100.0]]])
-    assert masked_mean(features, torch.tensor([2])).item() == pytest.approx(2.0)
+    assert mean_pool(features, torch.tensor([2])).item() == pytest.approx(2.0)
 
 
 def test_build_task_and_greedy_predictions_score_wer(audio_batch: AudioBatch) -> None:

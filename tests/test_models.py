@@ -76,6 +76,7 @@ def test_layer_norm_feature_encoder_is_padding_invariant_and_group_norm_is_not(t
     dict(context="transformer", causal=True),
     dict(context="transformer", causal=False),
     dict(context="transformer", norm_first=True),
+    dict(context="gru", feature_encoder="logmel", n_mels=40),  # Multi-Format's spectrogram branch
 ])
 def test_encoder_is_padding_invariant(tmp_path, overrides):
     encoder = build_encoder(tiny_config(**overrides)).eval()
@@ -155,7 +156,7 @@ def test_w2v2_base_has_the_published_size():
 
 
 @pytest.mark.parametrize("key, value", [("conv_norm", "batch_norm"), ("context", "mamba"), ("num_heads", 5),
-                                        ("feature_grad_scale", 0.0)])
+                                        ("feature_grad_scale", 0.0), ("feature_encoder", "sincnet"), ("n_mels", 0)])
 def test_bad_encoder_config_names_the_key(key, value):
     with pytest.raises(ConfigError, match=f"encoder.{key}"):
         build_encoder(tiny_config(**{key: value}))
@@ -212,3 +213,14 @@ def test_layerdrop_skips_layers_only_in_training(tmp_path):
     assert all(torch.equal(trained[1], layer) for layer in trained[2:])  # every layer dropped: no change
     evaluated = encoder.eval()(waves, lengths).hidden_states
     assert not torch.allclose(evaluated[1], evaluated[2])
+
+
+def test_logmel_feature_encoder_frames_match_the_cpc_stack_grid(tmp_path):
+    """A spectrogram branch frame ``t`` covers samples [160 t, 160 t + 400): the 10 ms grid of the CPC conv stack,
+    so the two branches of Multi-Format see the same number of frames per crop (up to the window edge)."""
+    spectrogram = build_encoder(tiny_config(context="gru", feature_encoder="logmel", n_mels=40)).eval()
+    waves = harmonic_chirps([16_000, 8_000], tmp_path)
+    output = spectrogram(waves, torch.tensor([16_000, 8_000]))
+    assert output.lengths.tolist() == [(16_000 - 400) // 160 + 1, (8_000 - 400) // 160 + 1]
+    assert spectrogram.downsample == 160 and spectrogram.feature_encoder.receptive_field == 400
+    assert not list(spectrogram.feature_encoder.parameters())  # nothing to train in front of the projection

@@ -1,4 +1,4 @@
-"""The five pretext tasks on small synthetic audio: contracts, wav2vec 2.0 / HuBERT details, and that each learns."""
+"""The pretext tasks on small synthetic audio: contracts, wav2vec 2.0 / HuBERT details, and that each learns."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from audiossl.config import ConfigError, to_config
 from audiossl.data.batch import AudioBatch
 from audiossl.models import EncoderConfig, build_encoder
 from audiossl.objectives._contrastive import sample_excluding_self
+from audiossl.objectives._crops import two_views
 from audiossl.objectives.base import objective_names, objective_spec
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -36,6 +37,10 @@ SMALL = {
                                    num_negatives=20, target_dropout=0.0, diversity_weight=1.0)),
     "hubert": (TRANSFORMER, dict(num_clusters=KM_CLUSTERS, final_dim=32, mask_span=2, mask_prob=0.3,
                                  feature_penalty_weight=0.0)),
+    "pase": (RNN | dict(num_layers=1), dict(worker_hidden=64)),
+    "multiformat": (RNN | dict(num_layers=1), dict(
+        crop_seconds=0.5, projection_dim=32,
+        spectrogram_encoder=RNN | dict(num_layers=1, feature_encoder="logmel", n_mels=40))),
 }
 
 
@@ -107,9 +112,10 @@ def last_mean(history: list[dict[str, float]], key: str, n: int = 5) -> float:
 
 
 def test_registry_and_yaml_build_every_objective():
-    assert {"cpc", "wav2vec2", "apc", "cola", "hubert"} <= set(objective_names())
+    names = {"cpc", "wav2vec2", "apc", "cola", "hubert", "pase", "multiformat"}
+    assert names == set(objective_names())
     encoder_cfg = OmegaConf.load(CONF / "encoder" / "apc_gru_tiny.yaml")
-    for name in ("cpc", "wav2vec2", "apc", "cola", "hubert"):
+    for name in sorted(names - {"multiformat"}):  # its YAML composes another encoder: see the Hydra test below
         node = OmegaConf.load(CONF / "objective" / f"{name}.yaml")
         assert node.name == name
         spec = objective_spec(node.name)
@@ -125,6 +131,9 @@ EXPECTED_METRICS = {
     "wav2vec2": {"loss", "contrastive", "diversity", "penalty", "code_ppl", "prob_ppl", "temp", "acc", "mask_frac",
                  "logit_spread", "same_code"},
     "hubert": {"loss", "loss_m", "acc_m", "acc_u", "mask_frac"},
+    "pase": {"loss", "waveform", "lps", "fbank", "mfcc", "lps_long", "fbank_long", "mfcc_long", "prosody", "lim",
+             "gim", "acc_lim", "acc_gim"},
+    "multiformat": {"loss", "cross", "within", "acc", "acc_wave", "acc_spec", "std_wave", "std_spec"},
 }
 
 
@@ -411,7 +420,7 @@ def test_cola_views_of_a_clip_always_differ(tmp_path):
     batch.lengths = torch.tensor([16_000, 8_000, 4_000, 1_000])  # shorter than the crop: 80 % crops of them
     for seed in range(20):
         torch.manual_seed(seed)
-        views, lengths = objective.two_views(batch)
+        views, lengths = two_views(batch, objective.config.crop_seconds, objective.config.max_crop_share)
         first, second = views.chunk(2)
         assert lengths.tolist() == [8_000, 6_400, 3_200, 800] * 2
         assert all(not torch.equal(a[:n], b[:n]) for a, b, n in zip(first, second, lengths[:4].tolist()))
@@ -431,6 +440,80 @@ def test_cola_collapse_is_reported_and_guarded(tmp_path):
     metrics = {name: float(value) for name, value in output.metrics.items()}
     assert metrics["loss"] == pytest.approx(metrics["contrastive"] + 2.0 * metrics["variance"])
 
+
+
+def test_pase_workers_learn_their_targets(tmp_path):
+    """The spectral workers get below predicting the mean (MSE 1 on unit-variance targets), prosody much
+    below, and the InfoMax discriminators leave chance; the sweeps are voiced, so voicing is ~1 everywhere."""
+    objective = build("pase")
+    batch = sweeps(6, 1.0, tmp_path, narrow=True)
+    targets, _ = objective.targets(batch.waveforms, batch.lengths, ["prosody", "lps"])
+    voiced = targets["prosody"][..., -1]
+    assert voiced.mean() > 0.9  # harmonic sweeps are voiced almost everywhere
+    history = train(objective, batch, steps=60, lr=3e-3)
+    for worker in ("fbank", "mfcc", "lps_long", "fbank_long", "mfcc_long"):
+        assert last_mean(history, worker) < 0.9 * history[0][worker], worker
+    assert last_mean(history, "prosody") < 0.3 * history[0]["prosody"]
+    assert last_mean(history, "acc_lim") > 0.7 and last_mean(history, "acc_gim") > 0.7  # chance 0.5
+
+
+def test_pase_warns_when_stalled():
+    objective = build("pase", stalled_check_after=10)
+    stalled = {"lps": 0.99, "fbank": 0.98, "mfcc": 0.97}
+    assert objective.warnings(stalled) == []  # too early
+    objective.on_update(10)
+    (advice,) = objective.warnings(stalled)
+    assert "stalled" in advice and "optim.lr" in advice
+    assert objective.warnings({"lps": 0.4, "fbank": 0.3, "mfcc": 0.5}) == []
+
+
+def test_pase_rejects_an_unknown_worker():
+    with pytest.raises(ConfigError, match="objective.workers"):
+        build("pase", workers=["lps", "gammatone"])
+
+
+def test_multiformat_learns_to_match_formats(tmp_path):
+    objective = build("multiformat")
+    history = train(objective, sweeps(8, 1.0, tmp_path, narrow=True), steps=40, lr=3e-3)
+    assert last_mean(history, "acc") > 3 / 8  # chance 1/8
+    assert last_mean(history, "cross") < math.log(8) - 0.5
+
+
+def test_multiformat_branches_load_as_upstreams(tmp_path):
+    """The run's encoder is the waveform branch; ``:spectrogram`` loads the log-mel branch with its weights."""
+    from audiossl.features.upstream import build_upstream
+
+    objective = build("multiformat")
+    checkpoint = tmp_path / "mf.pt"
+    config = {"encoder": vars(objective.encoder.config) | {},
+              "objective": {"spectrogram_encoder": vars(objective.spectrogram_encoder.config)}}
+    torch.save({"model": objective.state_dict(), "config": config}, checkpoint)
+    waveform = build_upstream(str(checkpoint))
+    spectrogram = build_upstream(f"{checkpoint}:spectrogram")
+    assert type(spectrogram.feature_encoder).__name__ == "SpectrogramFeatureEncoder"
+    batch = sweeps(2, 0.5, tmp_path)
+    objective.eval()
+    with torch.no_grad():
+        expected = objective.spectrogram_encoder(batch.waveforms, batch.lengths).features
+        assert torch.equal(spectrogram(batch.waveforms, batch.lengths).features, expected)
+        assert torch.equal(waveform(batch.waveforms, batch.lengths).features,
+                           objective.encoder(batch.waveforms, batch.lengths).features)
+    with pytest.raises(ValueError, match="no 'config.objective.other_encoder'"):
+        build_upstream(f"{checkpoint}:other")
+
+
+def test_multiformat_preset_composes_both_encoders():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("pretrain", overrides=["+experiment=multiformat_tiny"])
+    spec = objective_spec("multiformat")
+    config = to_config(spec.config_cls, cfg.objective, "objective")
+    assert config.spectrogram_encoder.feature_encoder == "logmel"
+    assert config.spectrogram_encoder.model_dim == cfg.encoder.model_dim  # same context network as the waveform's
+    with pytest.raises(ConfigError, match="spectrogram_encoder.feature_encoder"):
+        to_config(spec.config_cls, {**OmegaConf.to_container(cfg.objective),
+                                    "spectrogram_encoder": {"feature_encoder": "conv"}}, "objective")
 
 
 def test_a_mask_prob_written_as_the_papers_p_gets_a_warning(caplog):

@@ -21,7 +21,7 @@ from audiossl.features.upstream import load_encoder
 from audiossl.training.checkpoint import latest_checkpoint, load_checkpoint
 from audiossl.training.logging import read_metrics
 
-PRESETS = ["cpc_tiny", "wav2vec2_tiny", "apc_tiny", "cola_tiny"]
+PRESETS = ["cpc_tiny", "wav2vec2_tiny", "apc_tiny", "cola_tiny", "pase_tiny", "multiformat_tiny"]
 CLI = Path(sys.executable).with_name("audiossl-pretrain")
 
 

@@ -26,6 +26,13 @@ def frame_mask(lengths: Tensor, num_frames: int) -> Tensor:
     return torch.arange(num_frames, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def mean_over_frames(values: Tensor, valid: Tensor) -> Tensor:
+    """Mean of per-frame ``values`` ``(B, F)`` over the frames where ``valid`` is True (0 when none): a
+    frame-level loss that padding does not dilute."""
+    weight = valid.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp(min=1)
+
+
 def utterance_cmvn(features: Tensor, lengths: Tensor, eps: float = 1e-5) -> Tensor:
     """Per-utterance mean/variance normalisation over valid frames; padding becomes zero.
 

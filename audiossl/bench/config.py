@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from audiossl.config import ConfigError, check_choice
+from audiossl.config import ConfigError, check_choice, check_positive
 
-TASK_NAMES = ("phone_frames", "abx", "speaker", "phoneme", "asr")
+TASK_NAMES = ("phone_frames", "abx", "speaker", "phoneme", "asr", "speaker_crops", "accent", "keywords")
+CLIP_TASKS = ("speaker_crops", "accent", "keywords")
+DEFAULT_TASKS = TASK_NAMES[:5]  # the clip tasks are opt-in: keywords and accent need their own sets built first
 FRONTENDS = ("mfcc", "fbank")
 
 
@@ -16,7 +18,8 @@ class Profile:
 
     ``frame_stride``: every n-th labelled training frame feeds the frame probe (neighbouring 10 ms frames
     are near copies; the dev/test frames are all scored). ``abx_layers``: ``best`` (the best frame-probe
-    layer) or ``all``. ``seeds``: seeds of the CTC heads (the L-BFGS probes are deterministic).
+    layer) or ``all``. ``seeds``: seeds of the CTC heads, and of the windows and clips the clip tasks
+    (``speaker_crops``, ``accent``, ``keywords``) draw; the L-BFGS probes themselves are deterministic.
     """
 
     frame_stride: int = 2
@@ -49,7 +52,7 @@ class BenchConfig:
     upstreams: list[str] = field(default_factory=lambda: ["mfcc", "fbank"])
     names: list[str] = field(default_factory=list)
     random_from: str | None = None
-    tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     profile: str = "quick"
     manifest_dir: str = "manifests/synth"
     train_split: str = "train_1h"  # frame phones, speaker ID (held-out utterances), phoneme recognition
@@ -62,6 +65,12 @@ class BenchConfig:
     num_threads: int = 2
     device: str = "auto"  # where upstreams encode (auto: the GPU when there is one); probes fit on the CPU
     progress: bool = True
+    crop_seconds: float = 1.0  # speaker_crops: window length
+    crops_per_utterance: int = 4  # speaker_crops and accent: windows drawn per utterance
+    accent_seconds: float = 2.0  # accent: window length (0: the whole clip, one item per clip)
+    accent_manifest_dir: str = "manifests/accents"  # accent: written by audiossl-accents
+    keywords_manifest_dir: str = "manifests/keywords"  # keywords: written by audiossl-keywords
+    keywords_test_splits: list[str] = field(default_factory=lambda: ["test", "test_other"])
 
     def validate(self) -> BenchConfig:
         if not self.upstreams:
@@ -71,7 +80,20 @@ class BenchConfig:
         for task in self.tasks:
             check_choice(task, TASK_NAMES, "tasks")
         check_choice(self.profile, tuple(PROFILES), "profile")
+        check_positive(self.crop_seconds, "crop_seconds")
+        check_positive(self.crops_per_utterance, "crops_per_utterance")
+        check_positive(self.accent_seconds, "accent_seconds", allow_zero=True)
+        if not self.keywords_test_splits:
+            raise ConfigError("invalid config at 'keywords_test_splits': give at least one (test, test_other)")
         return self
+
+    def clip_settings(self, task: str) -> dict[str, object]:
+        """The keys a clip task's row depends on beyond the shared ones (a change recomputes only that row)."""
+        return {"speaker_crops": {"crop_seconds": self.crop_seconds, "crops": self.crops_per_utterance},
+                "accent": {"accent_seconds": self.accent_seconds, "crops": self.crops_per_utterance,
+                           "manifest_dir": self.accent_manifest_dir},
+                "keywords": {"manifest_dir": self.keywords_manifest_dir,
+                             "test_splits": list(self.keywords_test_splits)}}.get(task, {})
 
     @property
     def settings(self) -> Profile:

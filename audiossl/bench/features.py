@@ -12,7 +12,7 @@ from audiossl.features.upstream import Upstream, build_upstream, random_upstream
 from audiossl.bench.config import FRONTENDS, BenchConfig
 from audiossl.training.distributed import resolve_device
 
-LABELS = ("align", "spk", "phn", "ltr", "wrd")
+LABELS = ("align", "spk", "phn", "ltr", "wrd", "kw", "accent")
 
 
 @dataclass
@@ -28,7 +28,7 @@ class UpstreamFeatures:
     source: str
     cfg: BenchConfig
     random_from: str | None = None
-    _cache: dict[tuple[str, bool], FrozenSplit] = field(default_factory=dict)
+    _cache: dict[tuple[str, bool, str], FrozenSplit] = field(default_factory=dict)
     _upstreams: dict[bool, Upstream] = field(default_factory=dict)
 
     @property
@@ -49,14 +49,14 @@ class UpstreamFeatures:
                               "random_from=<checkpoint> or a checkpoint among the upstreams")
         return random_upstream(self.random_from, seed=1)  # the same random encoder in every run of the bench
 
-    def split(self, split: str, cmvn: bool = True) -> FrozenSplit:
-        key = (split, cmvn and self.is_frontend)
+    def split(self, split: str, cmvn: bool = True, manifest_dir: str | None = None) -> FrozenSplit:
+        """``manifest_dir`` (default ``cfg.manifest_dir``) for splits kept elsewhere, like the keyword set."""
+        key = (split, cmvn and self.is_frontend, manifest_dir or self.cfg.manifest_dir)
         if key not in self._cache:
-            self._cache[key] = self._extract(split, key[1])
+            self._cache[key] = self._extract(split, key[1], Path(key[2]))
         return self._cache[key]
 
-    def _extract(self, split: str, cmvn: bool) -> FrozenSplit:
-        manifest_dir = Path(self.cfg.manifest_dir)
+    def _extract(self, split: str, cmvn: bool, manifest_dir: Path) -> FrozenSplit:
         labels = [kind for kind in LABELS if (manifest_dir / f"{split}.{kind}").is_file()]
         data = DataConfig(manifest_dir=str(manifest_dir), max_batch_samples=EVAL_BATCH_SAMPLES).for_evaluation(labels)
         pipeline = AudioPipeline(data, split, train=False)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from audiossl.bench import asr_ctc, frame_phones, phone_abx, phoneme_ctc, speaker_id
+from audiossl.bench import accent_id, asr_ctc, frame_phones, keywords, phone_abx, phoneme_ctc, speaker_crops, speaker_id
 from audiossl.bench.config import FRONTENDS, BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
@@ -24,7 +24,8 @@ from audiossl.features.upstream import resolve_checkpoint
 
 Task = Callable[[UpstreamFeatures, BenchConfig, dict[str, BenchRow]], BenchRow]
 TASKS: dict[str, Task] = {"phone_frames": frame_phones.run, "abx": phone_abx.run, "speaker": speaker_id.run,
-                          "phoneme": phoneme_ctc.run, "asr": asr_ctc.run}
+                          "phoneme": phoneme_ctc.run, "asr": asr_ctc.run, "speaker_crops": speaker_crops.run,
+                          "accent": accent_id.run, "keywords": keywords.run}
 
 
 def display_names(cfg: BenchConfig) -> list[str]:
@@ -45,7 +46,8 @@ def row_path(cfg: BenchConfig, upstream: str, task: str) -> Path:
 def row_settings(cfg: BenchConfig, source: str, task: str) -> dict[str, Any]:
     """What a saved row depends on: if any of it changed, the row is recomputed."""
     checkpoint = None if source in (*FRONTENDS, "random") else resolve_checkpoint(source)
-    return {"source": source, "checkpoint": str(checkpoint) if checkpoint else None,
+    clip = cfg.clip_settings(task)
+    return ({"clip": clip} if clip else {}) | {"source": source, "checkpoint": str(checkpoint) if checkpoint else None,
             "checkpoint_mtime": checkpoint.stat().st_mtime if checkpoint else None,
             "random_from": cfg.random_from if source == "random" else None, "task": task,
             "profile": asdict(cfg.settings), "splits": [cfg.train_split, cfg.asr_split, cfg.dev_split],
@@ -91,7 +93,8 @@ def headline(row: BenchRow, dev_split: str) -> tuple[str, float | None]:
     """The one number a log line (and the report's summary table) shows for a row, with its label."""
     key, label = {"phone_frames": ("dev_accuracy", "phone acc"), "abx": (f"{dev_split}_across", "ABX across"),
                   "speaker": ("test_accuracy", "speaker acc"), "phoneme": ("dev_per", "PER"),
-                  "asr": ("dev_lm_wer", "WER (LM)")}[row.task]
+                  "asr": ("dev_lm_wer", "WER (LM)"), "speaker_crops": ("test_accuracy", "speaker acc (crops)"),
+                  "accent": ("test_accuracy", "accent acc"), "keywords": ("test_accuracy", "keyword acc")}[row.task]
     return label, row.scores.get(key)
 
 

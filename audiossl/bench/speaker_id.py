@@ -16,17 +16,24 @@ from audiossl.bench.results import BenchRow
 from audiossl.config import ConfigError
 from audiossl.bench.probe import fit_best_l2
 from audiossl.downstream.speaker import speaker_holdout
+from audiossl.features.frozen import FrozenSplit
 
 HOLDOUT = 0.1
 
 
-def run(features: UpstreamFeatures, cfg: BenchConfig, done: dict[str, BenchRow]) -> BenchRow:
-    split = features.split(cfg.train_split, cmvn=False)
+def held_out(split: FrozenSplit, cfg: BenchConfig) -> tuple[list[str], list[int], list[int], list[int]]:
+    """Each utterance's speaker, and the train / dev / test rows of ``speaker_holdout``."""
     speakers = [s.strip() for s in split.labels["spk"]]
     train, dev, test = speaker_holdout(split.ids, speakers, HOLDOUT)
     if not dev or not test:
         raise ConfigError(f"invalid config at 'train_split': {cfg.train_split} has fewer than {round(1 / HOLDOUT)} "
                           "utterances per speaker, too few to hold some out for dev and test")
+    return speakers, train, dev, test
+
+
+def run(features: UpstreamFeatures, cfg: BenchConfig, done: dict[str, BenchRow]) -> BenchRow:
+    split = features.split(cfg.train_split, cmvn=False)
+    speakers, train, dev, test = held_out(split, cfg)
     classes = {speaker: index for index, speaker in enumerate(sorted(set(speakers)))}
     targets = torch.tensor([classes[s] for s in speakers])
     per_layer: dict[str, list[float]] = {"dev_accuracy": [], "test_accuracy": []}

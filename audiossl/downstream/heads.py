@@ -145,7 +145,7 @@ def stack_frames(features: Tensor, lengths: Tensor, factor: int) -> tuple[Tensor
     return features.reshape(batch, -1, factor * dim), (lengths + factor - 1) // factor
 
 
-def masked_mean(features: Tensor, lengths: Tensor) -> Tensor:
+def mean_pool(features: Tensor, lengths: Tensor) -> Tensor:
     """``(B, F, D) -> (B, D)`` mean over each item's valid frames only (padding would bias short clips)."""
     mask = frame_mask(lengths, features.shape[1])
     total = (features * mask[..., None]).sum(dim=1)
@@ -156,7 +156,7 @@ class PooledClassifier(LinearHead):
     """Utterance classifier: mean-pool valid frames, then one linear layer (SUPERB speaker ID, COLA probe)."""
 
     def forward(self, features: Tensor, lengths: Tensor) -> Tensor:
-        return super().forward(masked_mean(features, lengths), lengths)
+        return super().forward(mean_pool(features, lengths), lengths)
 
 
 def build_frame_head(kind: str, dim: int, num_classes: int, hidden: int, layers: int, dropout: float) -> nn.Module:

@@ -21,7 +21,7 @@ from audiossl.downstream.heads import LastLayer, LinearHead
 from audiossl.downstream.base import DownstreamTask, TaskConfig
 from audiossl.downstream.ctc import CTCTask
 from audiossl.downstream.finetuned import SAVED_KEY, SavedTask, TaskOutputs, finetuned_from, is_finetuned
-from audiossl.features.upstream import EncoderUpstream, UpstreamSpec, encoder_of, resolve_checkpoint
+from audiossl.features.upstream import EncoderUpstream, UpstreamSpec, encoder_of, resolve_checkpoint, split_branch
 from audiossl.asr.vocab import WORD_SEPARATOR, Vocabulary, VocabularyError, read_dict_file
 from audiossl.models.interop import CTCHead, InteropError, PeerModel, load_peer, open_checkpoint
 from audiossl.models.interop.hf import export_hf
@@ -129,7 +129,10 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str, dict_path: s
     """
     if fmt not in EXPORT_FORMATS:
         raise InteropError(f"unknown export format {fmt!r}; choose one of {list(EXPORT_FORMATS)}")
-    encoder, ctc = _encoder_and_head(resolve_checkpoint(checkpoint), dict_path)
+    encoder, ctc = _encoder_and_head(resolve_checkpoint(checkpoint), dict_path, split_branch(checkpoint)[1])
+    if encoder.config.feature_encoder != "conv":
+        raise InteropError(f"{checkpoint}: its encoder reads {encoder.config.feature_encoder} frames; HF and "
+                           "torchaudio wav2vec 2.0 models have a conv feature encoder over the waveform")
     out = Path(out)
     if fmt == "hf":
         return export_hf(encoder, out, ctc)
@@ -138,11 +141,12 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: str, dict_path: s
     return out
 
 
-def _encoder_and_head(checkpoint: Path, dict_path: str | Path | None) -> tuple[Any, CTCHead | None]:
+def _encoder_and_head(checkpoint: Path, dict_path: str | Path | None,
+                      branch: str = "encoder") -> tuple[Any, CTCHead | None]:
     opened = open_checkpoint(checkpoint)
     if opened.kind == "audiossl":
         if not is_finetuned(opened.contents["config"]):
-            return encoder_of(opened), None
+            return encoder_of(opened, branch), None
         task = finetuned_from(opened.contents, checkpoint)[0]
     else:
         peer = load_peer(opened)

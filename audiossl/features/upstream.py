@@ -20,6 +20,7 @@ from audiossl.models.output import EncoderOutput
 log = logging.getLogger(__name__)
 
 BASELINES = ("random", "fbank", "mfcc")
+BRANCH_SEPARATOR = ":"  # hydra takes it unquoted in overrides, unlike "#"
 
 
 @dataclass
@@ -107,7 +108,7 @@ class EncoderUpstream(Upstream):
         self.receptive_field = int(encoder.feature_encoder.receptive_field)
         self.num_layers = int(encoder.num_hidden_states)
         self.dim = int(encoder.output_dim)
-        self.padding_invariant = encoder.config.conv_norm != "group_norm_first"
+        self.padding_invariant = encoder.config.feature_encoder == "logmel" or encoder.config.conv_norm != "group_norm_first"
         self._frozen = {"feature_encoder": False, "context": False}
 
     @property
@@ -180,39 +181,59 @@ def load_encoder(path: str | Path) -> tuple[Any, Path]:
     """Any checkpoint as our ``Encoder`` (its ``config`` is the architecture) and the file it came from.
 
     The one door every command uses: an audiossl checkpoint (pretraining or fine-tuning, a file or a run
-    directory), an HF directory, a fairseq ``.pt``, our torchaudio file or a fairseq2 checkpoint.
+    directory), an HF directory, a fairseq ``.pt``, our torchaudio file or a fairseq2 checkpoint. A
+    ``:branch`` suffix picks a second encoder an objective owns (``runs/pretrain/multiformat_tiny:spectrogram``).
     """
     from audiossl.models.interop import open_checkpoint
 
     checkpoint = resolve_checkpoint(path)
-    return encoder_of(open_checkpoint(checkpoint)), checkpoint
+    return encoder_of(open_checkpoint(checkpoint), split_branch(path)[1]), checkpoint
 
 
-def encoder_of(opened: Any) -> Any:
+def split_branch(path: str | Path) -> tuple[Path, str]:
+    """``run:spectrogram`` -> ``(run, "spectrogram")``; a plain path names the main ``encoder``.
+
+    Objectives with two encoders (Multi-Format: a waveform and a spectrogram branch) keep the second one's
+    weights under ``<branch>_encoder.`` and its ``EncoderConfig`` at ``objective.<branch>_encoder``, so either
+    branch loads wherever an upstream is accepted.
+    """
+    text = str(path)
+    base, _, branch = text.rpartition(BRANCH_SEPARATOR)
+    if not base or not branch.isidentifier():  # no suffix, or a colon that belongs to the path (C:\, s3://)
+        return Path(text), "encoder"
+    return Path(base), f"{branch}_encoder"
+
+
+def encoder_of(opened: Any, branch: str = "encoder") -> Any:
     """``load_encoder`` for a checkpoint already opened (``models.interop.open_checkpoint``), read once."""
     from audiossl.models.interop import load_peer
 
     if opened.kind == "audiossl":
-        return _audiossl_encoder(opened.contents, opened.path)
+        return _audiossl_encoder(opened.contents, opened.path, branch)
+    if branch != "encoder":
+        raise ValueError(f"{opened.path}: a {opened.kind} checkpoint has one encoder, there is no {branch!r}")
     peer = load_peer(opened)
     for note in peer.notes:
         log.warning("%s (%s): %s", opened.path, peer.kind, note)
     return peer.encoder
 
 
-def _audiossl_encoder(checkpoint: dict[str, Any], path: Path) -> Any:
-    """The encoder of one of our checkpoints: ``config.encoder`` rebuilt, the ``encoder.`` weights loaded."""
+def _audiossl_encoder(checkpoint: dict[str, Any], path: Path, branch: str = "encoder") -> Any:
+    """The encoder of one of our checkpoints: ``config.encoder`` rebuilt, the ``encoder.`` weights loaded
+    (for another ``branch``: ``config.objective.<branch>`` and its ``<branch>.`` weights)."""
     from audiossl.config import to_config
     from audiossl.models.encoder import EncoderConfig, build_encoder
     from audiossl.training.checkpoint import encoder_state_dict
 
-    encoder_node = (checkpoint.get("config") or {}).get("encoder")
+    config = checkpoint.get("config") or {}
+    key = "encoder" if branch == "encoder" else f"objective.{branch}"
+    encoder_node = config.get("encoder") if branch == "encoder" else (config.get("objective") or {}).get(branch)
     if encoder_node is None:
-        raise ValueError(f"{path}: no 'config.encoder' in the checkpoint; cannot rebuild the encoder")
-    encoder = build_encoder(to_config(EncoderConfig, encoder_node, "encoder"))
-    weights = encoder_state_dict(checkpoint["model"])
+        raise ValueError(f"{path}: no 'config.{key}' in the checkpoint; cannot rebuild the encoder")
+    encoder = build_encoder(to_config(EncoderConfig, encoder_node, key))
+    weights = encoder_state_dict(checkpoint["model"], f"{branch}.")
     if not weights:
-        raise ValueError(f"{path}: the model state has no 'encoder.' entries")
+        raise ValueError(f"{path}: the model state has no '{branch}.' entries")
     if "mask_embedding" not in weights:  # saved before the encoder owned it (the objective's masker did)
         legacy = checkpoint["model"].get("masker.temporal_mask_embed")
         weights["mask_embedding"] = legacy if legacy is not None else encoder.mask_embedding.detach().clone()
@@ -236,7 +257,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     from audiossl.models.interop import directory_kind
     from audiossl.training.checkpoint import BEST_NAME, checkpoint_dir, latest_checkpoint
 
-    path = Path(path)
+    path = split_branch(path)[0]
     if path.is_file() or directory_kind(path) is not None:
         return path
     if path.is_dir():

@@ -16,10 +16,11 @@ from torch import Tensor, nn
 from audiossl.config import ConfigError, check_choice, check_positive
 from audiossl.models.context import RNNContext, TransformerContext
 from audiossl.models.feature_encoder import (
-    CONV_ACTIVATIONS, CONV_NORMS, WAV2VEC2_CONV_LAYERS, ConvFeatureEncoder)
+    CONV_ACTIVATIONS, CONV_NORMS, WAV2VEC2_CONV_LAYERS, ConvFeatureEncoder, SpectrogramFeatureEncoder)
 from audiossl.models.output import EncoderOutput
 
 CONTEXT_KINDS = ("transformer", "gru", "lstm")
+FEATURE_ENCODERS = ("conv", "logmel")
 
 
 @dataclass
@@ -27,7 +28,11 @@ class EncoderConfig:
     """Everything that defines an encoder; defaults are wav2vec 2.0 BASE (``conf/encoder/w2v2_base.yaml``)."""
 
     name: str = "w2v2_base"
-    # Feature encoder: [channels, kernel, stride] per conv layer.
+    # Feature encoder: ``conv`` (the raw waveform through ``conv_layers``) or ``logmel`` (an ``n_mels`` log-mel
+    # spectrogram, 25 ms / 10 ms: the spectrogram branch of Multi-Format contrastive learning).
+    feature_encoder: str = "conv"
+    n_mels: int = 80
+    # Conv feature encoder: [channels, kernel, stride] per conv layer.
     conv_layers: list[list[int]] = field(default_factory=lambda: [list(spec) for spec in WAV2VEC2_CONV_LAYERS])
     conv_norm: str = "group_norm_first"
     conv_bias: bool = False
@@ -56,6 +61,8 @@ class EncoderConfig:
     rnn_residual: bool = False
 
     def validate(self) -> EncoderConfig:
+        check_choice(self.feature_encoder, FEATURE_ENCODERS, "encoder.feature_encoder")
+        check_positive(self.n_mels, "encoder.n_mels")
         check_choice(self.conv_norm, CONV_NORMS, "encoder.conv_norm")
         check_choice(self.conv_activation, CONV_ACTIVATIONS, "encoder.conv_activation")
         check_choice(self.context, CONTEXT_KINDS, "encoder.context")
@@ -92,6 +99,13 @@ def _build_context(cfg: EncoderConfig) -> nn.Module:
     return RNNContext(cfg.context, cfg.model_dim, cfg.num_layers, dropout=cfg.dropout, residual=cfg.rnn_residual)
 
 
+def _build_feature_encoder(cfg: EncoderConfig) -> nn.Module:
+    if cfg.feature_encoder == "logmel":
+        return SpectrogramFeatureEncoder(cfg.n_mels)
+    return ConvFeatureEncoder(cfg.conv_layers, norm=cfg.conv_norm, bias=cfg.conv_bias, activation=cfg.conv_activation,
+                              dropout=cfg.conv_dropout, grad_scale=cfg.feature_grad_scale)
+
+
 @final
 class Encoder(nn.Module):
     """Raw waveform -> ``EncoderOutput`` with ``num_hidden_states`` = context layers + 1 hidden states."""
@@ -99,9 +113,7 @@ class Encoder(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config.validate()
-        self.feature_encoder = ConvFeatureEncoder(
-            config.conv_layers, norm=config.conv_norm, bias=config.conv_bias, activation=config.conv_activation,
-            dropout=config.conv_dropout, grad_scale=config.feature_grad_scale)
+        self.feature_encoder = _build_feature_encoder(config)
         self.feature_norm = nn.LayerNorm(self.feature_encoder.output_dim)
         self.feature_projection = nn.Linear(self.feature_encoder.output_dim, config.model_dim)
         self.feature_dropout = nn.Dropout(config.feature_dropout)

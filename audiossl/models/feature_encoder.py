@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from audiossl.audio.features import LogMel, window_frame_lengths
+
 CONV_NORMS = ("group_norm_first", "layer_norm", "none")
 CONV_ACTIVATIONS = ("gelu", "relu")
 
@@ -175,3 +177,27 @@ class ConvFeatureEncoder(nn.Module):
             features = scale_grad(features, self.grad_scale)
         # Clamp: lengths past the batch width (a caller bug, or a crop) cannot make frames appear.
         return features.transpose(1, 2), self.frame_lengths(lengths).clamp(max=features.shape[-1])
+
+
+@final
+class SpectrogramFeatureEncoder(nn.Module):
+    """Log-mel spectrogram frames in place of the conv stack: the spectrogram "format" of Multi-Format
+    contrastive learning, whose two branches differ only in what the context network reads.
+
+    25 ms windows every 10 ms, not centred, so frame ``t`` covers the same samples as a CPC-stack frame and the
+    rest of ``Encoder`` (LayerNorm, projection, context) works unchanged. Nothing here is trained.
+    """
+
+    def __init__(self, n_mels: int = 80, sample_rate: int = 16_000) -> None:
+        super().__init__()
+        window, hop = sample_rate * 25 // 1000, sample_rate * 10 // 1000
+        self.logmel = LogMel(sample_rate, n_mels, window, hop)
+        self.output_dim, self.downsample, self.receptive_field = n_mels, hop, window
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        return window_frame_lengths(lengths, self.receptive_field, self.downsample)
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if waveforms.shape[1] < self.receptive_field:
+            waveforms = F.pad(waveforms, (0, self.receptive_field - waveforms.shape[1]))
+        return self.logmel(waveforms.float(), lengths)

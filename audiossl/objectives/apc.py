@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from audiossl.audio.features import LogMel, frame_mask
+from audiossl.audio.features import LogMel, frame_mask, mean_over_frames
 from audiossl.config import check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
@@ -40,12 +40,6 @@ class APCConfig:
         check_positive(self.n_mels, "objective.n_mels")
         check_positive(self.win_ms, "objective.win_ms")
         return self
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` ``(B, F)`` over True entries of ``mask`` (0 when none)."""
-    weight = mask.to(values.dtype)
-    return (values * weight).sum() / weight.sum().clamp(min=1)
 
 
 @register_objective("apc", APCConfig)
@@ -83,6 +77,6 @@ class APC(Objective):
         valid = frame_mask(torch.minimum(output.lengths, mel_lengths) - shift, frames - shift)
         target = mel[:, shift:frames]
         prediction = self.head(output.features[:, : frames - shift]).float()  # float32 loss under AMP
-        loss = masked_mean((prediction - target).abs().mean(-1), valid)
-        copy_l1 = masked_mean((mel[:, : frames - shift] - target).abs().mean(-1), valid)
+        loss = mean_over_frames((prediction - target).abs().mean(-1), valid)
+        copy_l1 = mean_over_frames((mel[:, : frames - shift] - target).abs().mean(-1), valid)
         return ObjectiveOutput(loss, {"loss": loss.detach(), "copy_l1": copy_l1.detach()})

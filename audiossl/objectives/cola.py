@@ -20,13 +20,13 @@ from typing import final
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from typing_extensions import override
 
-from audiossl.audio.features import frame_mask
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
+from audiossl.objectives._crops import max_pool, two_views
 from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
 
 
@@ -51,33 +51,6 @@ class COLAConfig:
         return self
 
 
-def crop_lengths(lengths: Tensor, crop: int, max_share: float) -> Tensor:
-    """Samples per crop: ``crop``, or ``max_share`` of a clip too short to hold two different crops."""
-    return torch.minimum(torch.full_like(lengths, crop), (lengths.float() * max_share).long()).clamp(min=1)
-
-
-def two_starts(lengths: Tensor, sizes: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Two different uniform crop starts per clip (the second skips the first's position)."""
-    room = (lengths - sizes + 1).clamp(min=1)
-    first = (torch.rand(len(lengths), generator=generator) * room).long()
-    second = (torch.rand(len(lengths), generator=generator) * (room - 1).clamp(min=1)).long()
-    second = torch.where(room > 1, second + (second >= first).long(), first)
-    return first, second
-
-
-def gather_crops(waveforms: Tensor, starts: Tensor, sizes: Tensor, width: int) -> Tensor:
-    """``(B, width)`` crops ``waveforms[i, starts[i]: starts[i] + sizes[i]]``, zero past each size."""
-    index = (starts[:, None] + torch.arange(width, device=waveforms.device)).clamp(max=waveforms.shape[1] - 1)
-    return waveforms.gather(1, index) * frame_mask(sizes, width).to(waveforms.dtype)
-
-
-def max_pool(features: Tensor, lengths: Tensor) -> Tensor:
-    """Max over valid frames (padding never wins); items without frames pool to zeros."""
-    valid = frame_mask(lengths, features.shape[1]).unsqueeze(-1)
-    pooled = features.masked_fill(~valid, float("-inf")).amax(1)
-    return torch.where(lengths[:, None] > 0, pooled, torch.zeros_like(pooled))
-
-
 @register_objective("cola", COLAConfig)
 @final
 class COLA(Objective):
@@ -92,19 +65,6 @@ class COLA(Objective):
         self.similarity = nn.Linear(config.embedding_dim, config.embedding_dim, bias=False)  # bilinear W
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
-    def two_views(self, batch: AudioBatch) -> tuple[Tensor, Tensor]:
-        """``(2B, width)`` crops (first views, then second views) and their lengths."""
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
-        crop = round(self.config.crop_seconds * batch.sample_rate)
-        lengths = batch.lengths.cpu()
-        sizes = crop_lengths(lengths, crop, self.config.max_crop_share)
-        first, second = two_starts(lengths, sizes, generator)
-        width = int(sizes.max())
-        device = batch.waveforms.device
-        sizes, starts = sizes.to(device), torch.cat([first, second]).to(device)
-        waveforms = batch.waveforms.repeat(2, 1)
-        return gather_crops(waveforms, starts, sizes.repeat(2), width), sizes.repeat(2)
-
     @override
     def on_update(self, step: int) -> dict[str, float]:
         self.num_updates.fill_(step)
@@ -114,7 +74,7 @@ class COLA(Objective):
     def forward(self, batch: AudioBatch) -> ObjectiveOutput:
         if batch.size < 2:
             raise ValueError("cola: needs at least 2 clips per batch (the other clips are the negatives)")
-        waveforms, lengths = self.two_views(batch)
+        waveforms, lengths = two_views(batch, self.config.crop_seconds, self.config.max_crop_share)
         output = self.encoder(waveforms, lengths)
         embeddings = self.projection(max_pool(output.features, output.lengths)).float()
         anchors, positives = embeddings.chunk(2)

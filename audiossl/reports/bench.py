@@ -13,10 +13,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from audiossl.bench.config import CLIP_TASKS
 from audiossl.bench.results import BenchRow
 from audiossl.reports import plots
 from audiossl.reports.markdown import percent
 
+POOLED_TASKS = ("speaker", "speaker_crops", "accent", "keywords")  # one L-BFGS probe per layer on pooled items
 # (task, score key, column title, lower is better); ``{dev}`` is the dev split's name.
 COLUMNS: list[tuple[str, str, str, bool]] = [
     ("phone_frames", "dev_accuracy", "phone acc % (best layer)", False),
@@ -24,6 +26,10 @@ COLUMNS: list[tuple[str, str, str, bool]] = [
     ("abx", "{dev}_within", "ABX within % ↓", True),
     ("abx", "{dev}_across", "ABX across % ↓", True),
     ("speaker", "test_accuracy", "speaker acc %", False),
+    ("speaker_crops", "test_accuracy", "speaker acc % (crops)", False),
+    ("accent", "test_accuracy", "accent acc % (unseen voices)", False),
+    ("keywords", "test_accuracy", "KS acc %", False),
+    ("keywords", "test_other_accuracy", "KS acc % (-other)", False),
     ("phoneme", "dev_per", "PER % ↓", True),
     ("asr", "dev_greedy_cer", "10-min CER % ↓", True),
     ("asr", "dev_greedy_wer", "10-min WER % ↓", True),
@@ -76,7 +82,7 @@ def _markdown_table(header: list[str], lines: list[list[str]]) -> list[str]:
 def _per_layer(rows: Sequence[BenchRow]) -> list[str]:
     out = ["## Per layer", "",
            "Layer 0 is the projected conv features; then one entry per context layer. Front-ends have one layer.", ""]
-    for task, keys in (("phone_frames", ("dev_accuracy",)), ("speaker", ("test_accuracy",))):
+    for task, keys in (("phone_frames", ("dev_accuracy",)), *((name, ("test_accuracy",)) for name in POOLED_TASKS)):
         chosen = [row for row in rows if row.task == task and row.per_layer]
         if not chosen:
             continue
@@ -93,10 +99,25 @@ def _per_layer(rows: Sequence[BenchRow]) -> list[str]:
     return out
 
 
+def _clip_tasks(rows: Sequence[BenchRow]) -> list[str]:
+    """What a clip-task number needs beside it: items per seed, and the accent task's chance level."""
+    out = []
+    for row in rows:
+        if row.task not in CLIP_TASKS:
+            continue
+        items = ", ".join(f"{part} {count}" for part, count in row.details.get("items", {}).items())
+        line = f"- {row.upstream} / {row.task}: seeds {row.details.get('seeds')}, items per seed: {items}"
+        if row.task == "accent":
+            line += (f"; chance (majority accent) {percent(row.scores.get('chance_accuracy'))} %, "
+                     f"{len(row.details.get('accents', []))} accents, voices per split {row.details.get('voices')}")
+        out.append(line + ".")
+    return (["## Clip tasks", "", *out, ""]) if out else []
+
+
 def _convergence(rows: Sequence[BenchRow]) -> list[str]:
     out = ["## Did the probes converge?", ""]
     for row in rows:
-        if row.task in ("phone_frames", "speaker"):
+        if row.task in ("phone_frames", *POOLED_TASKS):
             last = [curve["iterations"][-1] for curve in row.curves.values() if curve.get("iterations")]
             changes = [abs(c["dev_accuracy"][-1] - c["dev_accuracy"][-2]) for c in row.curves.values()
                        if len(c.get("dev_accuracy", [])) > 1]
@@ -127,7 +148,7 @@ def write_bench_report(out_dir: str | Path, rows: Sequence[BenchRow], title: str
             "`± x` is the spread (standard deviation) over seeds.", ""]
     text += _markdown_table(header, lines)
     text += [f"![headline metrics]({figures['bars'].name})", ""] if figures["bars"] else []
-    text += _per_layer(rows) + _convergence(rows)
+    text += _per_layer(rows) + _clip_tasks(rows) + _convergence(rows)
     text += [f"![probe curves]({figures['curves'].name})", ""] if figures["curves"] else []
     text += (["## Notes", ""] + [f"- {note}" for note in notes] + [""]) if notes else []
     markdown = out_dir / "report.md"

@@ -156,6 +156,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def encoder_state_dict(model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ``encoder.`` entries of an objective's state_dict, prefix stripped."""
-    return {k[len(ENCODER_PREFIX) :]: v for k, v in model_state.items() if k.startswith(ENCODER_PREFIX)}
+def encoder_state_dict(model_state: dict[str, torch.Tensor], prefix: str = ENCODER_PREFIX) -> dict[str, torch.Tensor]:
+    """The ``encoder.`` entries of an objective's state_dict (or another ``prefix``'s), prefix stripped."""
+    return {k[len(prefix) :]: v for k, v in model_state.items() if k.startswith(prefix)}

@@ -143,13 +143,18 @@ def _validate(cfg: SynthConfig) -> None:
         raise ConfigError("invalid config at 'synth.corrupt_train_fraction': must be in [0, 1]")
     if not 1 <= cfg.min_words <= cfg.max_words:
         raise ConfigError("invalid config at 'synth.min_words': need 1 <= min_words <= max_words")
-    for key, check in (("variants", usable_variants), ("accents", usable_accents)):
+    check_voices(cfg.variants, cfg.accents, cfg.corruption, "synth")
+
+
+def check_voices(variants: list[str], accents: list[str], corruption: CorruptionConfig | None, section: str) -> None:
+    """The voice and corruption keys of every synthesis config (the corpus's, the clip sets'; not all corrupt)."""
+    for key, wanted, check in (("variants", variants, usable_variants), ("accents", accents, usable_accents)):
         try:
-            check(getattr(cfg, key))
+            check(wanted)
         except ValueError as error:
-            raise ConfigError(f"invalid config at 'synth.{key}': {error}") from None
-    for kind in cfg.corruption.noise_kinds:
-        check_choice(kind, NOISE_KINDS, "synth.corruption.noise_kinds")
+            raise ConfigError(f"invalid config at '{section}.{key}': {error}") from None
+    for kind in corruption.noise_kinds if corruption else []:
+        check_choice(kind, NOISE_KINDS, f"{section}.corruption.noise_kinds")
 
 
 def plan(cfg: SynthConfig) -> tuple[list[Speaker], list[ChapterTask]]:
