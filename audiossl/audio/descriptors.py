@@ -41,14 +41,15 @@ def smooth_frames(values: Tensor, width: int) -> Tensor:
     return pooled[..., : values.shape[1]].transpose(1, 2)
 
 
-def mel_filters(win: int, n_mels: int, sample_rate: int, device: torch.device) -> Tensor:
-    return torchaudio.functional.melscale_fbanks(win // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate).to(device)
+def mel_filters(win: int, n_mels: int, sample_rate: int) -> Tensor:
+    """``(win // 2 + 1, n_mels)``: power spectrum frames ``@`` this are mel energies."""
+    return torchaudio.functional.melscale_fbanks(win // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
 
 
-def cepstrum(log_mel: Tensor, n_coefficients: int) -> Tensor:
-    """MFCCs: the orthonormal DCT-II of log-mel frames, first ``n_coefficients`` kept (as torchaudio's MFCC)."""
-    dct = torchaudio.functional.create_dct(n_coefficients, log_mel.shape[-1], "ortho").to(log_mel.device)
-    return log_mel @ dct
+def cepstral_basis(n_mels: int, n_coefficients: int) -> Tensor:
+    """``(n_mels, n_coefficients)``: log-mel frames ``@`` this are MFCCs (the orthonormal DCT-II, first
+    ``n_coefficients`` kept, as torchaudio's MFCC)."""
+    return torchaudio.functional.create_dct(n_coefficients, n_mels, "ortho")
 
 
 def prosody(waveforms: Tensor, hop: int, sample_rate: int, window_ms: float = 40.0, fmin: float = 60.0,

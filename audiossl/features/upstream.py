@@ -108,7 +108,7 @@ class EncoderUpstream(Upstream):
         self.receptive_field = int(encoder.feature_encoder.receptive_field)
         self.num_layers = int(encoder.num_hidden_states)
         self.dim = int(encoder.output_dim)
-        self.padding_invariant = encoder.config.feature_encoder == "logmel" or encoder.config.conv_norm != "group_norm_first"
+        self.padding_invariant = bool(encoder.feature_encoder.padding_invariant)
         self._frozen = {"feature_encoder": False, "context": False}
 
     @property

@@ -138,6 +138,9 @@ class ConvFeatureEncoder(nn.Module):
             raise ValueError(f"conv layers must be a non-empty list of [channels, kernel, stride], got {layers}")
         self.layer_specs = [list(map(int, spec)) for spec in layers]
         self.grad_scale = grad_scale
+        # GroupNorm over time in the first layer (wav2vec 2.0 BASE) makes a frame depend on the whole row,
+        # padding included; per-frame norms do not.
+        self.padding_invariant = norm != "group_norm_first"
         modules, in_channels = [], 1
         for index, (channels, kernel, stride) in enumerate(self.layer_specs):
             modules.append(ConvLayer(in_channels, channels, kernel, stride, bias=bias,
@@ -193,6 +196,7 @@ class SpectrogramFeatureEncoder(nn.Module):
         window, hop = sample_rate * 25 // 1000, sample_rate * 10 // 1000
         self.logmel = LogMel(sample_rate, n_mels, window, hop)
         self.output_dim, self.downsample, self.receptive_field = n_mels, hop, window
+        self.padding_invariant = True  # each frame is its own window's spectrum
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         return window_frame_lengths(lengths, self.receptive_field, self.downsample)

@@ -89,6 +89,9 @@ class Targets:
         self.config, self.hop = config, hop
         self.win = round(config.sample_rate * config.win_ms / 1000)
         self.long_frames = max(1, round(config.long_ms / 1000 * config.sample_rate / hop))
+        # Fixed matrices, built once rather than per batch.
+        self.mel = descriptors.mel_filters(self.win, N_FBANK, config.sample_rate)
+        self.cepstral = descriptors.cepstral_basis(N_FBANK, N_MFCC)
 
     def dims(self) -> dict[str, int]:
         spectrum = self.win // 2 + 1
@@ -99,7 +102,7 @@ class Targets:
         """``{worker: (B, F, D)}`` and the valid frames per clip; prosody's last column is voicing (0/1)."""
         frame_lengths = window_frame_lengths(lengths, self.win, self.hop)
         power = descriptors.power_spectrum(waveforms, self.win, self.hop)
-        mel = descriptors.mel_filters(self.win, N_FBANK, self.config.sample_rate, power.device)
+        mel, cepstral = self.mel.to(power.device), self.cepstral.to(power.device)
         spectra = {"": power, "_long": descriptors.smooth_frames(power, self.long_frames)}
         out = {}
         for suffix, spectrum in spectra.items():
@@ -109,7 +112,7 @@ class Targets:
             if f"fbank{suffix}" in wanted:
                 out[f"fbank{suffix}"] = log_mel
             if f"mfcc{suffix}" in wanted:
-                out[f"mfcc{suffix}"] = descriptors.cepstrum(log_mel, N_MFCC)
+                out[f"mfcc{suffix}"] = log_mel @ cepstral
         out = {name: utterance_cmvn(value, frame_lengths) for name, value in out.items()}
         if "waveform" in wanted:
             scale = waveforms.float().pow(2).sum(1) / lengths.clamp(min=1)

@@ -18,7 +18,7 @@ from audiossl.bench.results import BenchRow
 from audiossl.reports import plots
 from audiossl.reports.markdown import percent
 
-POOLED_TASKS = ("speaker", "speaker_crops", "accent", "keywords")  # one L-BFGS probe per layer on pooled items
+POOLED_TASKS = ("speaker", *CLIP_TASKS)  # one L-BFGS probe per layer on pooled items
 # (task, score key, column title, lower is better); ``{dev}`` is the dev split's name.
 COLUMNS: list[tuple[str, str, str, bool]] = [
     ("phone_frames", "dev_accuracy", "phone acc % (best layer)", False),

@@ -24,12 +24,9 @@ its noise drawn from (seed, split, voice, sentence), so the same config gives th
 
 from __future__ import annotations
 
-import json
 import math
-import multiprocessing
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from audiossl.audio.espeak import SAMPLE_RATE, VoiceSettings, synthesize
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.manifest import ManifestRow, write_manifest
 from audiossl.data.synth.build import check_voices
+from audiossl.data.synth.clip_sets import in_fresh_processes, matching_record, write_record
 from audiossl.data.synth.grammar import Sentence, SentenceGrammar, build_vocabulary
 from audiossl.data.synth.speakers import jittered_voice, usable_accents, usable_variants
 
@@ -135,17 +133,16 @@ def build_accents(cfg: AccentsConfig) -> AccentsSummary:
     cfg.validate()
     root, started = Path(cfg.out_dir), time.perf_counter()
     record = root / "accents.json"
-    if not cfg.force and _reusable(record, cfg):
-        return AccentsSummary(str(root), json.loads(record.read_text())["counts"], reused=True)
+    saved = None if cfg.force else matching_record(record, FORMAT_VERSION, cfg.content())
+    manifests = [Path(cfg.manifest_dir) / f"{split}.{kind}" for split in SPLITS for kind in ("tsv", LABEL, "spk")]
+    if saved is not None and all(path.is_file() for path in manifests):
+        return AccentsSummary(str(root), saved["counts"], reused=True)
     record.unlink(missing_ok=True)
     for split in SPLITS:
         shutil.rmtree(root / split, ignore_errors=True)
     voices = plan_voices(cfg)
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(cfg.workers, context, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(_read_voice, cfg, voice, index) for index, voice in enumerate(voices)]
-        read = [future.result() for future in futures]
+    read = in_fresh_processes(cfg.workers, __name__, [(_read_voice, (cfg, voice, index))
+                                                       for index, voice in enumerate(voices)])
     counts = {}
     for split in SPLITS:
         clips = [clip for voice, done in zip(voices, read) if voice.split == split for clip in done]
@@ -156,8 +153,7 @@ def build_accents(cfg: AccentsConfig) -> AccentsSummary:
                          "clips": len(clips), "minutes": round(sum(c.samples for c in clips) / SAMPLE_RATE / 60, 2)}
     described = {v.name: {"split": v.split, "rate": v.settings.rate, "pitch": v.settings.pitch,
                           "range": v.settings.pitch_range, "gap": v.settings.word_gap} for v in voices}
-    record.write_text(json.dumps({"format_version": FORMAT_VERSION, "config": cfg.content(), "counts": counts,
-                                  "voices": described}, indent=2, sort_keys=True) + "\n")
+    write_record(record, FORMAT_VERSION, cfg.content(), counts=counts, voices=described)
     return AccentsSummary(str(root), counts, time.perf_counter() - started)
 
 
@@ -186,16 +182,6 @@ def plan_voices(cfg: AccentsConfig) -> list[Voice]:
                     sentences.append(sentence)
             voices.append(Voice(split, settings, tuple(sentences)))
     return voices
-
-
-def _reusable(record: Path, cfg: AccentsConfig) -> bool:
-    manifests = [Path(cfg.manifest_dir) / f"{split}.{kind}" for split in SPLITS for kind in ("tsv", LABEL, "spk")]
-    try:
-        saved = json.loads(record.read_text())
-        same = (saved["format_version"], saved["config"]) == (FORMAT_VERSION, json.loads(json.dumps(cfg.content())))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return False
-    return same and all(path.is_file() for path in manifests)
 
 
 # ---- worker side: one fresh process per voice ----------------------------------------------------

@@ -20,11 +20,8 @@ keeps state between calls that no API resets (see ``build``); the same config gi
 
 from __future__ import annotations
 
-import json
-import multiprocessing
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +34,7 @@ from audiossl.audio.espeak import SAMPLE_RATE, synthesize
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.manifest import ManifestRow, write_manifest
 from audiossl.data.synth.build import check_voices
+from audiossl.data.synth.clip_sets import in_fresh_processes, matching_record, write_record
 from audiossl.data.synth.speakers import Speaker, draw_speakers, jittered_voice, usable_accents, usable_variants
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -126,19 +124,16 @@ def build_keywords(cfg: KeywordsConfig) -> KeywordsSummary:
     cfg.validate()
     root, started = Path(cfg.out_dir), time.perf_counter()
     record = root / "keywords.json"
-    if not cfg.force and record.is_file() and _same_record(record, cfg):
-        saved = json.loads(record.read_text())
+    saved = None if cfg.force else matching_record(record, FORMAT_VERSION, cfg.content())
+    if saved is not None:
         return KeywordsSummary(str(root), saved["counts"], reused=True)
     record.unlink(missing_ok=True)
     for name in ("SpeechCommands", "SpeechCommands-other"):
         shutil.rmtree(root / name, ignore_errors=True)
     speakers = plan_speakers(cfg)
-    jobs = [(speaker, index) for index, speaker in enumerate(speakers)] + [(split, None) for split in SPLITS]
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(cfg.workers, context, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(_speaker_clips if index is not None else _noise_files, cfg, job) for job, index in jobs]
-        done = [future.result() for future in futures]
+    jobs = [(_speaker_clips, (cfg, speaker)) for speaker in speakers]
+    jobs += [(_noise_files, (cfg, split)) for split in SPLITS]
+    done = in_fresh_processes(cfg.workers, __name__, jobs)
     parts: dict[str, list[Clip]] = {split: [] for split in (*SPLITS, "test_other")}
     for clean, other in done:
         for clip in clean:
@@ -151,8 +146,7 @@ def build_keywords(cfg: KeywordsConfig) -> KeywordsSummary:
         rows = [ManifestRow(f"{folder}/{clip.relpath}", clip.samples) for clip in clips]
         write_manifest(cfg.manifest_dir, split, root, rows,
                        {"kw": [clip.label for clip in clips], "spk": [clip.speaker for clip in clips]})
-    record.write_text(json.dumps({"format_version": FORMAT_VERSION, "config": cfg.content(), "counts": counts},
-                                 indent=2, sort_keys=True) + "\n")
+    write_record(record, FORMAT_VERSION, cfg.content(), counts=counts)
     return KeywordsSummary(str(root), counts, time.perf_counter() - started)
 
 
@@ -176,14 +170,6 @@ def _split_of(clip: Clip, speakers: list[Speaker]) -> str:
 
 def _class_counts(clips: list[Clip]) -> dict[str, int]:
     return {label: sum(1 for clip in clips if clip.label == label) for label in CLASSES}
-
-
-def _same_record(path: Path, cfg: KeywordsConfig) -> bool:
-    try:
-        saved = json.loads(path.read_text())
-        return (saved["format_version"], saved["config"]) == (FORMAT_VERSION, json.loads(json.dumps(cfg.content())))
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return False
 
 
 def _write_lists(root: Path, parts: dict[str, list[Clip]]) -> None:
