@@ -6,8 +6,9 @@
 #   3. pretrain each recipe (conf/experiment/<objective>_tiny.yaml, each at most 30 min on 2 cores); HuBERT's
 #      second iteration re-clusters a layer of the first and trains again
 #   4. the clip-level sets (keyword spotting, accent ID; audiossl-keywords, audiossl-accents)
-#   5. audiossl-bench over MFCC, fbank, a random encoder and every pretrained encoder, frame- and clip-level
-#      tasks -> $OUT/report.md
+#   5. the supervised ceiling: HuBERT's tiny encoder trained end to end on frame phones (conf/recipe/phone_ceiling.yaml)
+#   6. audiossl-bench over MFCC, fbank, a random encoder and every pretrained encoder, frame- and clip-level
+#      tasks, with the ceiling row and every row's distance to it -> $OUT/report.md
 #
 # Every step resumes or skips when its output exists. Knobs (environment):
 #   RUNS (runs/mini_superb)   where the pretraining runs go
@@ -60,10 +61,14 @@ stage "clip-level sets: keyword spotting and accent ID"
 $BIN/audiossl-keywords
 $BIN/audiossl-accents
 
+stage "supervised ceiling: the same encoder trained end to end on frame phones -> $RUNS/phone_ceiling"
+$BIN/audiossl-finetune +recipe=phone_ceiling run_dir=$RUNS/phone_ceiling
+
 stage "audiossl-bench ($PROFILE) -> $OUT"
 list=$(IFS=,; echo "${upstreams[*]}")
 random_from=${upstreams[3]}   # the random row has the first pretrained encoder's architecture (HuBERT's if trained)
 [ -d "$RUNS/hubert_it1" ] && random_from=$RUNS/hubert_it1
 tasks="[phone_frames,abx,speaker,phoneme,asr,speaker_crops,keywords,accent]"
-$BIN/audiossl-bench "upstreams=[$list]" random_from=$random_from profile=$PROFILE "tasks=$tasks" out_dir=$OUT
+$BIN/audiossl-bench "upstreams=[$list]" random_from=$random_from ceiling=$RUNS/phone_ceiling profile=$PROFILE \
+  "tasks=$tasks" out_dir=$OUT
 stage "done: $OUT/report.md"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from _tone_corpus import write_tone_corpus
+from _tone_corpus import TINY_ENCODER, run_cli, write_tone_corpus
 from audiossl.bench import config as bench_config
-from audiossl.bench.config import BenchConfig, Profile
+from audiossl.bench.config import CEILING_NAME, BenchConfig, Profile
 from audiossl.bench.runner import run_bench
+from audiossl.config import ConfigError
 from audiossl.reports.bench import write_bench_report
 
 SPLITS = {"train_1h": 40, "train_10min": 10, "dev_clean": 6, "test_clean": 4}
@@ -70,9 +71,29 @@ def test_a_changed_setting_recomputes_the_row(corpus: Path, tmp_path: Path, smal
 
 
 def test_too_few_utterances_per_speaker_is_a_clear_error(corpus: Path, tmp_path: Path, one_thread_seeded: None) -> None:
-    from audiossl.config import ConfigError
-
     cfg = BenchConfig(upstreams=["mfcc"], tasks=["speaker"], manifest_dir=str(corpus), out_dir=str(tmp_path),
                       train_split="train_10min", progress=False, num_threads=1)
     with pytest.raises(ConfigError, match="train_split"):
         run_bench(cfg, log=lambda _: None)
+
+
+def test_supervised_ceiling_row_and_the_distance_to_it(corpus: Path, tmp_path: Path, one_thread_seeded: None) -> None:
+    """conf/recipe/phone_ceiling.yaml trains a random encoder end to end on frame phones; the bench scores it
+    as the ceiling row and reports every other row's gap to it."""
+    run_dir = tmp_path / "ceiling"
+    done = run_cli("finetune", "+recipe=phone_ceiling", f"run_dir={run_dir}", f"data.manifest_dir={corpus}",
+                   "data.train_split=train_1h", "trainer.max_steps=60", "trainer.validate_every=60",
+                   "trainer.save_every=60", "trainer.num_threads=1", "trainer.progress=false",
+                   "data.max_batch_samples=64000", "data.max_sample_size=64000", *TINY_ENCODER)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cfg = BenchConfig(upstreams=["mfcc", "random"], random_from=str(run_dir), ceiling=str(run_dir),
+                      tasks=["phone_frames"], manifest_dir=str(corpus), out_dir=str(tmp_path / "bench"),
+                      progress=False, num_threads=1)
+    rows = {row.upstream: row.scores["dev_accuracy"] for row in run_bench(cfg, log=lambda _: None)}
+    assert list(rows) == ["mfcc", "random", CEILING_NAME]
+    assert rows[CEILING_NAME] > 0.97 and rows[CEILING_NAME] > max(rows["mfcc"], rows["random"])
+    text = write_bench_report(cfg.out_dir, run_bench(cfg, log=lambda _: None), "tones", cfg.dev_split).read_text()
+    gap = text.split("## Distance to the supervised ceiling")[1]
+    assert f"| random | {100 * (rows[CEILING_NAME] - rows['random']):+.1f} |" in gap
+    with pytest.raises(ConfigError, match="'ceiling'"):
+        BenchConfig(upstreams=["mfcc", str(run_dir)], ceiling=str(run_dir)).validate()

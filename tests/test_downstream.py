@@ -10,6 +10,7 @@ import soundfile
 import torch
 
 from audiossl.audio.features import frame_mask
+from audiossl.config import ConfigError
 from audiossl.data.batch import AudioBatch
 from audiossl.downstream.heads import FrameMasker, WeightedLayerSum, mean_pool
 from audiossl.models.masking import random_span_mask
@@ -117,6 +118,26 @@ def test_parameter_groups_never_hold_the_feature_encoder(audio_batch: AudioBatch
     probe = CTCTask(TaskConfig(name="asr", mode="probe"), tiny_upstream(), Vocabulary.from_symbols(LETTERS))
     grouped = {id(p) for group in probe.parameter_groups(1e-3, 0.1, 0.01) for p in group["params"]}
     assert grouped == {id(p) for p in probe.head.parameters()}
+
+
+def test_train_feature_encoder_trains_the_whole_encoder_end_to_end(audio_batch: AudioBatch) -> None:
+    """The supervised ceiling's setting: a random encoder trained on frame phones, conv stack included."""
+    phones = ["AH", "B", "EY", "HH", "L", "OW"]
+    task = FramePhoneTask(TaskConfig(name="phone_frames", mode="finetune", train_feature_encoder=True,
+                                     freeze_context_updates=1), tiny_upstream(), phones)
+    grouped = {id(p) for group in task.parameter_groups(1e-3, 1.0, 0.01) for p in group["params"]}
+    assert {id(p) for p in task.parameters()} == grouped
+    assert all(p.requires_grad for p in task.encoder.parameters()), "what thaws later must be registered now (DDP)"
+    task.train()
+    task(audio_batch).loss.backward()
+    assert all(grad is None for grad in feature_encoder_grads(task) + context_grads(task)), "frozen for 1 update"
+    task.on_update(1)
+    task.zero_grad(set_to_none=True)
+    task(audio_batch).loss.backward()
+    assert all(grad is not None and grad.abs().sum() > 0 for grad in feature_encoder_grads(task))
+    assert any(grad is not None and grad.abs().sum() > 0 for grad in context_grads(task))
+    with pytest.raises(ConfigError, match="task.train_feature_encoder"):
+        TaskConfig(name="phone_frames", mode="weighted", train_feature_encoder=True).validate()
 
 
 def test_weighted_sum_weights_are_learned_and_upstream_stays_frozen(audio_batch: AudioBatch) -> None:
@@ -260,8 +281,6 @@ def test_build_task_and_greedy_predictions_score_wer(audio_batch: AudioBatch) ->
 
 
 def test_config_errors_name_the_key() -> None:
-    from audiossl.config import ConfigError
-
     with pytest.raises(ConfigError, match="task.mode"):
         TaskConfig(mode="frozen").validate()
     with pytest.raises(ConfigError, match="task.head"):

@@ -152,3 +152,28 @@ def test_finetune_evaluate_and_export_from_a_peer_checkpoint(corpus: tuple[Path,
         theirs = hf(wave[None]).logits.log_softmax(-1)
     assert float((ours - theirs).abs().max()) < 1e-4
     assert os.path.isfile(tmp_path / "exported" / "vocab.json")
+
+
+def test_long_files_are_encoded_in_windows_on_the_whole_files_frame_grid() -> None:
+    """Windows start on the CTC output grid and drop their context frames, so they add up to the whole file's
+    frames; with context covering the file, every window sees all of it and the log-probs are the same."""
+    from audiossl.asr.vocab import Vocabulary
+    from audiossl.downstream.base import TaskConfig
+    from audiossl.downstream.ctc import CTCTask
+    from audiossl.downstream.transcribe import Chunking, file_log_probs
+    from audiossl.features.upstream import EncoderUpstream, UpstreamSpec
+    from audiossl.models.encoder import EncoderConfig, build_encoder
+
+    config = EncoderConfig(name="test_tiny", conv_layers=[[16, 10, 5], [16, 8, 4], [16, 4, 2], [16, 4, 2], [16, 4, 2]],
+                           conv_norm="layer_norm", model_dim=32, num_layers=2, num_heads=2, ffn_dim=64,
+                           pos_conv_kernel=8, pos_conv_groups=4)
+    upstream = EncoderUpstream(build_encoder(config), UpstreamSpec("encoder", "random"))
+    task = CTCTask(TaskConfig(name="asr", mode="weighted", head="bilstm", frame_stack=2, utterance_norm=True),
+                   upstream, Vocabulary.from_symbols(["|", *LETTERS])).eval()
+    waveform = 0.1 * torch.randn(16_000 * 5 + 123)
+    whole = file_log_probs(task, waveform, 16_000, Chunking(seconds=0))
+    assert whole.shape[0] == (((len(waveform) - 465) // 160 + 1) + 1) // 2  # 10 ms frames, stacked by 2
+    seeing_all = file_log_probs(task, waveform, 16_000, Chunking(seconds=1.0, context=6.0))
+    torch.testing.assert_close(seeing_all, whole, atol=1e-4, rtol=1e-4)
+    windowed = file_log_probs(task, waveform, 16_000, Chunking(seconds=1.0, context=0.25))
+    assert windowed.shape == whole.shape and not torch.allclose(windowed, whole)

@@ -41,17 +41,25 @@ PROFILES = {
 }
 
 
+CEILING_NAME = "supervised ceiling"
+"""The report's name for the ``ceiling`` upstream."""
+
+
 @dataclass
 class BenchConfig:
     """``conf/bench.yaml``. ``upstreams``: checkpoints / run directories, ``random``, ``fbank``, ``mfcc``.
 
     ``random`` is the architecture of ``random_from`` (default: the first checkpoint in ``upstreams``)
     with fresh weights. ``names`` label the upstreams in the report (default: run directory names).
+    ``ceiling``: a supervised upstream (``conf/recipe/phone_ceiling.yaml``'s run: the same encoder trained end
+    to end on frame phones), scored as one more row named ``CEILING_NAME``; the report says how far every
+    other row is from it.
     """
 
     upstreams: list[str] = field(default_factory=lambda: ["mfcc", "fbank"])
     names: list[str] = field(default_factory=list)
     random_from: str | None = None
+    ceiling: str | None = None
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     profile: str = "quick"
     manifest_dir: str = "manifests/synth"
@@ -77,6 +85,8 @@ class BenchConfig:
             raise ConfigError("invalid config at 'upstreams': give at least one (a run dir, checkpoint, mfcc, ...)")
         if self.names and len(self.names) != len(self.upstreams):
             raise ConfigError(f"invalid config at 'names': {len(self.names)} names for {len(self.upstreams)} upstreams")
+        if self.ceiling is not None and self.ceiling in self.upstreams:
+            raise ConfigError(f"invalid config at 'ceiling': {self.ceiling} is already in upstreams; give it once")
         for task in self.tasks:
             check_choice(task, TASK_NAMES, "tasks")
         check_choice(self.profile, tuple(PROFILES), "profile")

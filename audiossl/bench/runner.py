@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from audiossl.bench import accent_id, asr_ctc, frame_phones, keywords, phone_abx, phoneme_ctc, speaker_crops, speaker_id
-from audiossl.bench.config import FRONTENDS, BenchConfig
+from audiossl.bench.config import CEILING_NAME, FRONTENDS, BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
 from audiossl.features.upstream import resolve_checkpoint
@@ -28,14 +28,14 @@ TASKS: dict[str, Task] = {"phone_frames": frame_phones.run, "abx": phone_abx.run
                           "accent": accent_id.run, "keywords": keywords.run}
 
 
-def display_names(cfg: BenchConfig) -> list[str]:
-    if cfg.names:
-        return list(cfg.names)
-    names = []
-    for source in cfg.upstreams:
+def named_upstreams(cfg: BenchConfig) -> list[tuple[str, str]]:
+    """``(report name, source)`` per row group: ``names`` or run directory names, then the ceiling."""
+    names = list(cfg.names)
+    for source in cfg.upstreams[len(names):]:
         path = Path(source)
         names.append(path.name if path.is_dir() else path.parent.parent.name if path.is_file() else source)
-    return names
+    ceiling = [(CEILING_NAME, cfg.ceiling)] if cfg.ceiling is not None else []
+    return list(zip(names, cfg.upstreams)) + ceiling
 
 
 def row_path(cfg: BenchConfig, upstream: str, task: str) -> Path:
@@ -68,7 +68,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[Benc
         torch.set_num_threads(cfg.num_threads)
     random_from = cfg.random_from or next((u for u in cfg.upstreams if u not in (*FRONTENDS, "random")), None)
     rows = []
-    for name, source in zip(display_names(cfg), cfg.upstreams):
+    for name, source in named_upstreams(cfg):
         features = UpstreamFeatures(name, source, cfg, random_from)
         done: dict[str, BenchRow] = {}
         for task in cfg.tasks:

@@ -6,7 +6,9 @@
 
 ``model`` is an audiossl fine-tuning run or checkpoint (ASR or phoneme CTC) or a peer's CTC checkpoint (HF
 ``Wav2Vec2ForCTC`` / ``HubertForCTC`` directory, fine-tuned fairseq ``.pt`` with its ``dict.ltr.txt``,
-fairseq2 ASR checkpoint, our torchaudio file). Writes ``transcripts.txt`` and ``transcripts.json`` (word
+fairseq2 ASR checkpoint, our torchaudio file). Files longer than ``chunk_seconds`` are encoded in windows
+with ``chunk_context_seconds`` of audio on each side (memory stays flat on hour-long recordings) and decoded
+as one file. Writes ``transcripts.txt`` and ``transcripts.json`` (word
 start/end times from the CTC alignment) and prints the real-time factor. Files that cannot be read are
 skipped and named. The logic is in ``audiossl.downstream.transcribe``.
 """
@@ -21,13 +23,13 @@ import torch
 
 from audiossl.audio.io import AudioPolicy
 from audiossl.cli._hydra import hydra_app
-from audiossl.config import ConfigError, check_choice, to_config
+from audiossl.config import ConfigError, check_choice, check_positive, to_config
 from audiossl.data.manifest import ManifestError
 from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
 from audiossl.downstream.peer_ctc import load_any_finetuned
 from audiossl.asr.lm import arpa_vocabulary, text_arpa
 from audiossl.downstream.ctc import CTCTask
-from audiossl.downstream.transcribe import Decoder, find_audio, transcribe, write_outputs
+from audiossl.downstream.transcribe import Chunking, Decoder, find_audio, transcribe, write_outputs
 from audiossl.models.interop import InteropError
 
 DECODERS = ("greedy", "lm")
@@ -61,6 +63,8 @@ class TranscribeConfig:
     downmix: bool = True
     device: str = "cpu"
     num_threads: int = 1
+    chunk_seconds: float = 30.0
+    chunk_context_seconds: float = 2.0
     lm: TranscribeLMConfig = field(default_factory=TranscribeLMConfig)
 
     def validate(self) -> TranscribeConfig:
@@ -69,6 +73,8 @@ class TranscribeConfig:
             raise ConfigError("invalid config at 'model': name a fine-tuned run, checkpoint or peer CTC model")
         if not self.inputs:
             raise ConfigError("invalid config at 'inputs': give audio files, directories or .tsv manifests")
+        check_positive(self.chunk_seconds, "chunk_seconds", allow_zero=True)
+        check_positive(self.chunk_context_seconds, "chunk_context_seconds", allow_zero=True)
         if self.decoder == "lm" and not (self.lm.arpa or self.lm.text):
             raise ConfigError("invalid config at 'lm.arpa': decoder=lm needs lm.arpa (or lm.text to build one)")
         return self
@@ -114,7 +120,7 @@ def main(node: Any) -> None:
     except ManifestError as error:
         raise ConfigError(f"invalid config at 'inputs': {error}") from None
     policy = AudioPolicy(cfg.sample_rate, resample=cfg.resample, downmix=cfg.downmix)
-    run = transcribe(task, decoder, paths, policy, cfg.device)
+    run = transcribe(task, decoder, paths, policy, cfg.device, Chunking(cfg.chunk_seconds, cfg.chunk_context_seconds))
     for transcript in run.transcripts:
         print(f"{transcript.path}\t{transcript.text}")
     text_path, json_path = write_outputs(run, out_dir, {"model": cfg.model, "decoder": cfg.decoder})

@@ -21,7 +21,7 @@ from audiossl.audio.features import utterance_cmvn
 from audiossl.config import ConfigError, check_choice
 from audiossl.data.batch import AudioBatch
 from audiossl.downstream.heads import FrameMasker, LastLayer, WeightedLayerSum
-from audiossl.features.upstream import EncoderUpstream, Upstream
+from audiossl.features.upstream import EncoderUpstream, Upstream, part_of
 from audiossl.models.output import EncoderOutput
 from audiossl.objectives.base import Objective
 
@@ -58,8 +58,11 @@ class TaskConfig:
     """One downstream task and how much of the upstream it may change.
 
     ``mode``: ``probe`` (frozen upstream, last layer, linear head), ``weighted`` (frozen upstream, learned
-    weighted sum of all layers, ``head``), ``finetune`` (feature encoder always frozen, context network
-    trained after ``freeze_context_updates`` updates).
+    weighted sum of all layers, ``head``), ``finetune`` (context network trained after
+    ``freeze_context_updates`` updates; the feature encoder stays frozen unless ``train_feature_encoder``).
+    ``train_feature_encoder``: ``finetune`` only: the conv stack trains too, thawing with the context network.
+    fairseq and HF freeze it when fine-tuning a pretrained model; training a randomly initialised encoder end
+    to end on labels (the bench's supervised ceiling, ``conf/recipe/phone_ceiling.yaml``) needs it.
     ``holdout_fraction``: speaker ID only: share of each training speaker's utterances kept for test (as much
     again goes to dev).
     ``frame_stack``: CTC tasks only: ``k`` consecutive upstream frames are concatenated into one head frame,
@@ -85,6 +88,7 @@ class TaskConfig:
     frame_stack: int = 1
     cache_features: bool = False
     utterance_norm: bool = False
+    train_feature_encoder: bool = False
 
     def validate(self, key: str = "task") -> TaskConfig:
         check_choice(self.name, TASKS, f"{key}.name")
@@ -102,6 +106,9 @@ class TaskConfig:
         if self.frame_stack < 1 or (self.frame_stack > 1 and self.name not in CTC_TASKS):
             raise ConfigError(f"invalid config at '{key}.frame_stack': must be >= 1, and 1 for tasks other than "
                               f"the CTC ones {CTC_TASKS}; got {self.frame_stack} for {self.name}")
+        if self.train_feature_encoder and self.mode != "finetune":
+            raise ConfigError(f"invalid config at '{key}.train_feature_encoder': only mode=finetune trains the "
+                              f"upstream, got mode={self.mode}")
         return self
 
     def selection(self) -> tuple[str, bool]:
@@ -168,14 +175,23 @@ class DownstreamTask(Objective):
         wanted = self.cfg.mode == "finetune" and int(self.updates) >= self.cfg.freeze_context_updates
         if wanted == self.context_trainable:
             return False
-        self.encoder.set_trainable(feature_encoder=False, context=wanted, may_thaw=self.cfg.mode == "finetune")
+        self.encoder.set_trainable(feature_encoder=wanted and self.cfg.train_feature_encoder, context=wanted,
+                                   may_thaw=self.thawing_parts)
         self.context_trainable = wanted
         return wanted
+
+    @property
+    def thawing_parts(self) -> tuple[str, ...]:
+        """The upstream parts this task's schedule may train (``EncoderUpstream.set_trainable``'s names)."""
+        if self.cfg.mode != "finetune":
+            return ()
+        return ("feature_encoder", "context") if self.cfg.train_feature_encoder else ("context",)
 
     def parameter_groups(self, lr: float, encoder_lr_scale: float, weight_decay: float) -> list[dict[str, Any]]:
         """Optimizer groups: the head at ``lr``; the context network (``finetune`` only) at a scaled lr.
 
-        The feature encoder is never handed to the optimizer. The context network is, from the start, even
+        The feature encoder is handed to the optimizer only with ``train_feature_encoder`` (at the context
+        network's lr). The context network is, from the start, even
         while frozen: it gets no gradient until unfrozen (AdamW skips it), and the optimizer state has the
         same shape before and after, so resuming works at any step. Weight decay skips biases and norms.
         """
@@ -183,8 +199,9 @@ class DownstreamTask(Objective):
         head = [p for p in self.parameters() if id(p) not in upstream]
         groups = _decay_groups(head, lr, weight_decay)
         if self.cfg.mode == "finetune":
-            context = [p for name, p in self.encoder.named_parameters() if not name.startswith("feature_encoder.")]
-            groups += _decay_groups(context, lr * encoder_lr_scale, weight_decay)
+            trained = [p for name, p in self.encoder.named_parameters()
+                       if part_of(name) in self.thawing_parts]
+            groups += _decay_groups(trained, lr * encoder_lr_scale, weight_decay)
         return groups
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -57,7 +58,7 @@ class Upstream(nn.Module):
     spec: UpstreamSpec
     padding_invariant: bool = True
 
-    def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: bool = False) -> None:
+    def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: Collection[str] = ()) -> None:
         """Front-ends have nothing to train; encoders override this."""
 
 
@@ -128,28 +129,29 @@ class EncoderUpstream(Upstream):
                 projected = masker(projected, encoder.mask_embedding)
             return encoder.contextualize(projected, frame_lengths, z)
 
-    def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: bool = False) -> None:
-        """Train the parts named True; ``may_thaw``: the context may become trainable later (keep it
-        registered for gradients, see the class docstring)."""
+    def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: Collection[str] = ()) -> None:
+        """Train the parts named True; ``may_thaw``: the parts (``feature_encoder``, ``context``) that may
+        become trainable later (kept registered for gradients, see the class docstring)."""
         self._frozen = {"feature_encoder": not feature_encoder, "context": not context}
         for name, module in self.named_children():
-            module.requires_grad_(not self._frozen[_part(name)] or (may_thaw and _part(name) == "context"))
+            module.requires_grad_(not self._frozen[part_of(name)] or part_of(name) in may_thaw)
         for name, parameter in self.named_parameters(recurse=False):
-            parameter.requires_grad_(not self._frozen["context"] or may_thaw)
+            parameter.requires_grad_(not self._frozen["context"] or "context" in may_thaw)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> EncoderUpstream:
         super().train(mode)
         self._encoder.training = mode
         for name, module in self.named_children():
-            if self._frozen[_part(name)]:
+            if self._frozen[part_of(name)]:
                 module.eval()
         return self
 
 
-def _part(child: str) -> str:
-    """The freezing schedule names two parts; the projection between them goes with ``context``."""
-    return "feature_encoder" if child == "feature_encoder" else "context"
+def part_of(name: str) -> str:
+    """The part (``feature_encoder`` or ``context``) a child module or parameter name belongs to: the freezing
+    schedule names two parts; the projection between them and the mask embedding go with ``context``."""
+    return "feature_encoder" if name.split(".")[0] == "feature_encoder" else "context"
 
 
 def build_upstream(init: str, cmvn: bool = True) -> Upstream:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from audiossl.bench.config import CLIP_TASKS
+from audiossl.bench.config import CEILING_NAME, CLIP_TASKS
 from audiossl.bench.results import BenchRow
 from audiossl.reports import plots
 from audiossl.reports.markdown import percent
@@ -99,6 +99,27 @@ def _per_layer(rows: Sequence[BenchRow]) -> list[str]:
     return out
 
 
+def _ceiling_gap(values: dict[str, dict[str, float]]) -> list[str]:
+    """How many points each upstream is short of the supervised ceiling, per column it has (negative: better)."""
+    lower = {title: low for _, _, title, low in COLUMNS}
+    columns = [title for title, by in values.items() if CEILING_NAME in by]
+    upstreams = [u for u in dict.fromkeys(u for title in columns for u in values[title]) if u != CEILING_NAME]
+    if not columns or not upstreams:
+        return []
+    lines = [[upstream] + [_gap(values[title], upstream, lower[title]) for title in columns] for upstream in upstreams]
+    header = ["upstream"] + [f"{title} (ceiling {percent(values[title][CEILING_NAME])})" for title in columns]
+    return ["## Distance to the supervised ceiling", "",
+            f"Points short of the `{CEILING_NAME}` row (the same encoder trained end to end on frame phones), "
+            "per column; negative: better than the ceiling.", "", *_markdown_table(header, lines)]
+
+
+def _gap(column: dict[str, float], upstream: str, lower: bool) -> str:
+    if upstream not in column:
+        return "–"
+    gap = column[upstream] - column[CEILING_NAME] if lower else column[CEILING_NAME] - column[upstream]
+    return f"{100 * gap:+.1f}"
+
+
 def _clip_tasks(rows: Sequence[BenchRow]) -> list[str]:
     """What a clip-task number needs beside it: items per seed, and the accent task's chance level."""
     out = []
@@ -148,7 +169,7 @@ def write_bench_report(out_dir: str | Path, rows: Sequence[BenchRow], title: str
             "`± x` is the spread (standard deviation) over seeds.", ""]
     text += _markdown_table(header, lines)
     text += [f"![headline metrics]({figures['bars'].name})", ""] if figures["bars"] else []
-    text += _per_layer(rows) + _clip_tasks(rows) + _convergence(rows)
+    text += _ceiling_gap(values) + _per_layer(rows) + _clip_tasks(rows) + _convergence(rows)
     text += [f"![probe curves]({figures['curves'].name})", ""] if figures["curves"] else []
     text += (["## Notes", ""] + [f"- {note}" for note in notes] + [""]) if notes else []
     markdown = out_dir / "report.md"
