@@ -13,7 +13,9 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from audiossl.config import ConfigError
 from audiossl.data.batch import AudioBatch
@@ -56,6 +58,21 @@ class Objective(nn.Module, abc.ABC):
     def warnings(self, metrics: dict[str, float]) -> list[str]:
         """Human advice when logged metrics look pathological (e.g. wav2vec 2.0 codebook collapse)."""
         return []
+
+
+class CountsUpdates(Objective):
+    """An objective whose behaviour depends on how far training is (a temperature schedule, health warnings
+    that wait for the first updates). The count lives in a ``num_updates`` buffer, so checkpoints carry it
+    and a resumed run continues where it stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
+
+    @override
+    def on_update(self, step: int) -> dict[str, float]:
+        self.num_updates.fill_(step)
+        return {}
 
 
 def require_causal(encoder: nn.Module, objective: str) -> None:

@@ -27,7 +27,7 @@ from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
 from audiossl.objectives._crops import max_pool, two_views
-from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+from audiossl.objectives.base import CountsUpdates, ObjectiveOutput, register_objective
 
 
 @dataclass
@@ -53,7 +53,7 @@ class COLAConfig:
 
 @register_objective("cola", COLAConfig)
 @final
-class COLA(Objective):
+class COLA(CountsUpdates):
     """Batch-wise contrastive identification of the other crop of the same clip; see the module docstring."""
 
     def __init__(self, config: COLAConfig, encoder: Encoder) -> None:
@@ -63,12 +63,6 @@ class COLA(Objective):
         self.projection = nn.Sequential(nn.Linear(encoder.output_dim, config.embedding_dim),
                                         nn.LayerNorm(config.embedding_dim), nn.Tanh())
         self.similarity = nn.Linear(config.embedding_dim, config.embedding_dim, bias=False)  # bilinear W
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
-
-    @override
-    def on_update(self, step: int) -> dict[str, float]:
-        self.num_updates.fill_(step)
-        return {}
 
     @override
     def forward(self, batch: AudioBatch) -> ObjectiveOutput:

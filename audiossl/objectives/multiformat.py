@@ -29,7 +29,7 @@ from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder, EncoderConfig, build_encoder
 from audiossl.objectives._crops import max_pool, two_views
-from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+from audiossl.objectives.base import CountsUpdates, ObjectiveOutput, register_objective
 
 
 @dataclass
@@ -91,7 +91,7 @@ def symmetric_info_nce(a: Tensor, b: Tensor, temperature: float) -> tuple[Tensor
 
 @register_objective("multiformat", MultiFormatConfig)
 @final
-class MultiFormat(Objective):
+class MultiFormat(CountsUpdates):
     """Contrast a clip's waveform view with its spectrogram view; see the module docstring."""
 
     def __init__(self, config: MultiFormatConfig, encoder: Encoder) -> None:
@@ -101,16 +101,10 @@ class MultiFormat(Objective):
         self.spectrogram_encoder = build_encoder(config.spectrogram_encoder)
         self.waveform_projection = projection_head(encoder.output_dim, config.projection_dim)
         self.spectrogram_projection = projection_head(self.spectrogram_encoder.output_dim, config.projection_dim)
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
     def embed(self, encoder: nn.Module, projection: nn.Module, crops: Tensor, lengths: Tensor) -> Tensor:
         output = encoder(crops, lengths)
         return F.normalize(projection(max_pool(output.features, output.lengths)).float(), dim=-1)
-
-    @override
-    def on_update(self, step: int) -> dict[str, float]:
-        self.num_updates.fill_(step)
-        return {}
 
     @override
     def forward(self, batch: AudioBatch) -> ObjectiveOutput:

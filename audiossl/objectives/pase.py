@@ -40,7 +40,7 @@ from audiossl.audio.features import frame_mask, mean_over_frames, utterance_cmvn
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
-from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+from audiossl.objectives.base import CountsUpdates, ObjectiveOutput, register_objective
 
 REGRESSION_WORKERS = ("waveform", "lps", "fbank", "mfcc", "lps_long", "fbank_long", "mfcc_long", "prosody")
 INFOMAX_WORKERS = ("lim", "gim")
@@ -143,7 +143,7 @@ def random_frames(features: Tensor, lengths: Tensor) -> Tensor:
 
 @register_objective("pase", PASEConfig)
 @final
-class PASE(Objective):
+class PASE(CountsUpdates):
     """Regression and InfoMax workers over one encoder; see the module docstring."""
 
     def __init__(self, config: PASEConfig, encoder: Encoder) -> None:
@@ -155,12 +155,6 @@ class PASE(Objective):
         self.regressors = nn.ModuleDict({w: mlp(dim, hidden, dims[w]) for w in config.workers if w in dims})
         self.discriminators = nn.ModuleDict({w: nn.Bilinear(dim, dim, 1) for w in config.workers
                                              if w in INFOMAX_WORKERS})
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
-
-    @override
-    def on_update(self, step: int) -> dict[str, float]:
-        self.num_updates.fill_(step)
-        return {}
 
     def regression_losses(self, features: Tensor, targets: dict[str, Tensor], valid: Tensor) -> dict[str, Tensor]:
         losses = {}

@@ -23,7 +23,7 @@ from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
 from audiossl.objectives._contrastive import info_nce, sample_excluding_self
 from audiossl.objectives._masking import SpanMasking
-from audiossl.objectives.base import Objective, ObjectiveOutput, register_objective
+from audiossl.objectives.base import CountsUpdates, ObjectiveOutput, register_objective
 
 
 @dataclass
@@ -108,7 +108,7 @@ class GumbelQuantizer(nn.Module):
 
 @register_objective("wav2vec2", Wav2Vec2Config)
 @final
-class Wav2Vec2(Objective):
+class Wav2Vec2(CountsUpdates):
     """Masked contrastive prediction over quantised targets; see the module docstring."""
 
     def __init__(self, config: Wav2Vec2Config, encoder: Encoder) -> None:
@@ -123,7 +123,6 @@ class Wav2Vec2(Objective):
         self.target_projection = nn.Linear(config.codevector_dim if config.quantize_targets else channels,
                                            config.final_dim)
         self.final_projection = nn.Linear(encoder.output_dim, config.final_dim)
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
     @property
     def temperature(self) -> float:
@@ -132,8 +131,8 @@ class Wav2Vec2(Objective):
 
     @override
     def on_update(self, step: int) -> dict[str, float]:
-        """Advance the Gumbel temperature schedule; the step lives in a buffer so checkpoints carry it."""
-        self.num_updates.fill_(step)
+        """Advance the Gumbel temperature schedule (the count is ``CountsUpdates``'s buffer)."""
+        super().on_update(step)
         return {"temp": self.temperature}
 
     def _logits(self, predictions: Tensor, targets: Tensor, codes: Tensor | None,
