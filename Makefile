@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 export TORCH_COMPILE_DISABLE ?= 1
 
-.PHONY: demo test bench mini-superb few-label sysdeps clean-venv
+.PHONY: demo test bench mini-superb few-label self-train sysdeps clean-venv
 
 # fairseq2n loads libsndfile.so.1 at import time; install it when we are root, else say what to install.
 sysdeps:
@@ -42,6 +42,10 @@ mini-superb: sysdeps $(STAMP)
 # The README's few-label ASR table: pretrained vs supervised fbank vs random init, 10 min and 1 h, 3 seeds each.
 few-label: sysdeps $(STAMP)
 	@bash scripts/few_label.sh
+
+# One round of self-training on the 10-minute runs of few-label (SYSTEM=pretrained|denoise|fbank, 3 seeds).
+self-train: sysdeps $(STAMP)
+	@bash scripts/self_train.sh
 
 bench: sysdeps $(STAMP)
 	$(PY) benchmarks/bench_pipeline.py

@@ -156,3 +156,55 @@ def test_evaluate_a_new_test_set_and_an_lm_with_unspellable_words(finetuned: Pat
                    f"out_dir={tmp_path / 'b'}", f"lm.arpa={tmp_path / 'user.arpa'}", "lm.beam_size=8")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "left out 1 of" in done.stdout + done.stderr and "ZÜRICH" in done.stdout + done.stderr
+
+
+def test_pseudolabel_writes_a_self_training_split_that_finetunes(finetuned: Path, corpus: Path,
+                                                                 tmp_path: Path) -> None:
+    """The run's real labels come first, unchanged; each unlabeled file gets the LM beam's transcript of that
+    same file (the one evaluate writes with the same settings) or, when that is empty, is left out; the
+    reported pseudo-label WER is jiwer's on them, and the split trains. An LM built from the unlabeled audio's
+    own transcripts is refused. (The 12-update model is weak: a word bonus makes its beam emit words.)"""
+    lm = ["lm.text_split=train_10min", "lm.order=2", "lm.beam_size=8", "lm.tune_split=null", "lm.lm_weight=0.0",
+          "lm.word_score=4.0"]
+    refused = run_cli("pseudolabel", f"run={finetuned}", "unlabeled=test_clean", "out_split=st",
+                      f"out_dir={tmp_path}", "lm.text_split=test_clean")
+    assert refused.returncode == 2 and "'lm.text_split'" in refused.stderr and "test_clean" in refused.stderr
+    done = run_cli("pseudolabel", f"run={finetuned}", "unlabeled=test_clean", "out_split=st",
+                   f"out_dir={tmp_path / 'pl'}", *lm)
+    assert done.returncode == 0, done.stderr[-3000:]
+    same = run_cli("evaluate", f"checkpoint={finetuned}", "splits=[test_clean]", "decoders=[lm]",
+                   f"out_dir={tmp_path / 'eval'}", *lm)
+    assert same.returncode == 0, same.stderr[-3000:]
+    beam = {u["id"]: u["hypothesis"] for u in json.loads((tmp_path / "eval" / "results.json").read_text())[0]["utterances"]}
+    labeled = (corpus / "train_10min.tsv").read_text().splitlines()
+    unlabeled = [line for line in (corpus / "test_clean.tsv").read_text().splitlines()[1:]]
+    kept = [line for line in unlabeled if beam[line.split("\t")[0]]]
+    assert kept, "the word bonus should make the beam emit words"
+    assert (corpus / "st.tsv").read_text().splitlines() == labeled + kept
+    letters = (corpus / "st.ltr").read_text().splitlines()
+    assert letters[:len(labeled) - 1] == (corpus / "train_10min.ltr").read_text().splitlines()
+    pseudo = (corpus / "st.wrd").read_text().splitlines()[len(labeled) - 1:]
+    assert pseudo == [beam[line.split("\t")[0]] for line in kept]
+    summary = json.loads((tmp_path / "pl" / "summary.json").read_text())
+    assert (summary["labeled"], summary["pseudo_labeled"]) == (len(labeled) - 1, len(kept))
+    assert summary["left_out"] == len(unlabeled) - len(kept)
+    truth = (corpus / "test_clean.wrd").read_text().splitlines()
+    assert summary["pseudo_label_error"]["wer"] == pytest.approx(
+        jiwer.wer(truth, [beam[line.split("\t")[0]] for line in unlabeled]))
+    trained = run_cli("finetune", "task=asr", "init=random", f"run_dir={tmp_path / 'st_run'}",
+                      f"data.manifest_dir={corpus}", "data.train_split=st", "trainer.max_steps=2",
+                      "trainer.validate_every=2", "trainer.progress=false", "data.max_batch_samples=64000",
+                      "data.max_sample_size=64000", *TINY_ENCODER)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+
+
+def test_the_unlabeled_pool_leaves_out_labeled_and_excluded_audio() -> None:
+    from audiossl.data.manifest import Manifest, ManifestRow
+    from audiossl.downstream.pseudo_label import unlabeled_pool
+
+    rows = [ManifestRow(f"a/{i}.flac", 16000 + i) for i in range(5)]
+    everything = Manifest(Path("/data"), rows, {"wrd": [f"WORD {i}" for i in range(5)]})
+    labeled = Manifest(Path("/data"), [rows[1]])
+    lm_text = Manifest(Path("/data"), [rows[3], rows[4]])
+    pool = unlabeled_pool(everything, [labeled, lm_text])
+    assert pool.rows == [rows[0], rows[2]] and pool.labels == {"wrd": ["WORD 0", "WORD 2"]}

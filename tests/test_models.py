@@ -190,8 +190,9 @@ def test_spectral_front_ends(tmp_path):
 
 
 def test_first_layer_gemm_path_equals_the_convolution():
-    """The mono first layer runs as a GEMM over windows (faster on CPU); a waveform that needs gradients
-    takes the plain ``Conv1d``: both must give the same output and weight gradients."""
+    """The mono first layer under a per-frame LayerNorm runs as a GEMM over windows (faster on CPU); a
+    waveform that needs gradients takes the plain ``Conv1d``: both must give the same output and weight
+    gradients."""
     for bias in (False, True):
         encoder = ConvFeatureEncoder([[8, 10, 5], [8, 3, 2]], norm="layer_norm", bias=bias)
         waves, lengths = torch.randn(3, 4_000), torch.full((3,), 4_000)
