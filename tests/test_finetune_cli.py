@@ -177,7 +177,7 @@ def test_pseudolabel_writes_a_self_training_split_that_finetunes(finetuned: Path
     assert same.returncode == 0, same.stderr[-3000:]
     beam = {u["id"]: u["hypothesis"] for u in json.loads((tmp_path / "eval" / "results.json").read_text())[0]["utterances"]}
     labeled = (corpus / "train_10min.tsv").read_text().splitlines()
-    unlabeled = [line for line in (corpus / "test_clean.tsv").read_text().splitlines()[1:]]
+    unlabeled = (corpus / "test_clean.tsv").read_text().splitlines()[1:]
     kept = [line for line in unlabeled if beam[line.split("\t")[0]]]
     assert kept, "the word bonus should make the beam emit words"
     assert (corpus / "st.tsv").read_text().splitlines() == labeled + kept
@@ -198,13 +198,20 @@ def test_pseudolabel_writes_a_self_training_split_that_finetunes(finetuned: Path
     assert trained.returncode == 0, trained.stderr[-3000:]
 
 
-def test_the_unlabeled_pool_leaves_out_labeled_and_excluded_audio() -> None:
+def test_the_unlabeled_pool_leaves_out_labeled_and_excluded_audio(tmp_path: Path) -> None:
+    """Files are compared whatever the manifests' root lines, and the written split re-expresses unlabeled
+    paths against the labeled root."""
     from audiossl.data.manifest import Manifest, ManifestRow
-    from audiossl.downstream.pseudo_label import unlabeled_pool
+    from audiossl.downstream.pseudo_label import unlabeled_pool, write_self_training_split
 
     rows = [ManifestRow(f"a/{i}.flac", 16000 + i) for i in range(5)]
     everything = Manifest(Path("/data"), rows, {"wrd": [f"WORD {i}" for i in range(5)]})
-    labeled = Manifest(Path("/data"), [rows[1]])
-    lm_text = Manifest(Path("/data"), [rows[3], rows[4]])
+    labeled = Manifest(Path("/data"), [rows[1]], {"ltr": ["W O R D |"]})
+    lm_text = Manifest(Path("/data/a"), [ManifestRow("3.flac", 16003), ManifestRow("4.flac", 16004)])
     pool = unlabeled_pool(everything, [labeled, lm_text])
     assert pool.rows == [rows[0], rows[2]] and pool.labels == {"wrd": ["WORD 0", "WORD 2"]}
+    elsewhere = Manifest(Path("/data/a"), [ManifestRow("0.flac", 16000), ManifestRow("2.flac", 16002)])
+    written = write_self_training_split(tmp_path, "st", labeled, elsewhere, {"0.flac": "ZERO", "2.flac": ""})
+    assert (written.labeled, written.pseudo_labeled, written.left_out) == (1, 1, 1)
+    assert (tmp_path / "st.tsv").read_text().splitlines() == ["/data", "a/1.flac\t16001", "a/0.flac\t16000"]
+    assert (tmp_path / "st.ltr").read_text().splitlines() == ["W O R D |", "Z E R O |"]

@@ -186,13 +186,20 @@ def tune_lm(run: LoadedRun, cfg: EvaluateConfig) -> LMTuning:
                      cfg.lm.tune_lm_weights, cfg.lm.tune_word_scores, device=str(resolve_device(cfg.device)))
 
 
+def lm_text_split(run: LoadedRun, lm: LMConfig) -> str:
+    """The split of the run's own manifests whose transcripts build the n-gram when neither ``lm.arpa`` nor
+    ``lm.text`` is given: ``lm.text_split`` when it is there, else the run's training split."""
+    manifest_dir = Path(run.saved.data.manifest_dir)
+    return lm.text_split if (manifest_dir / f"{lm.text_split}.wrd").is_file() else run.saved.data.train_split
+
+
 def training_arpa(run: LoadedRun, lm: LMConfig, out_dir: Path) -> Path:
     if lm.text is not None:
         if not Path(lm.text).is_file():
             raise ConfigError(f"invalid config at 'lm.text': {lm.text} does not exist")
         return text_arpa(lm.text, lm.order, out_dir)
     manifest_dir = Path(run.saved.data.manifest_dir)
-    split = lm.text_split if (manifest_dir / f"{lm.text_split}.wrd").is_file() else run.saved.data.train_split
+    split = lm_text_split(run, lm)
     if not (manifest_dir / f"{split}.wrd").is_file():
         raise ConfigError(f"invalid config at 'lm.text': no {lm.text_split}.wrd or {split}.wrd in the run's manifests "
                           f"{manifest_dir}; name a text file (lm.text=...) or an ARPA (lm.arpa=...)")

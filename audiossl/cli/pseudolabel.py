@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from audiossl.cli._hydra import hydra_app
-from audiossl.cli.evaluate import EvaluateConfig, LMConfig, load_run, lm_decoder, tune_lm
+from audiossl.cli.evaluate import EvaluateConfig, LMConfig, LoadedRun, lm_decoder, lm_text_split, load_run, tune_lm
 from audiossl.config import ConfigError, to_config
 from audiossl.data.manifest import Manifest, label_path, write_manifest
 from audiossl.data.pipeline import AudioPipeline
@@ -63,6 +63,7 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict[str, Any]:
     manifest_dir = Path(cfg.manifest_dir or run.saved.data.manifest_dir)
     labeled = _manifest(manifest_dir, cfg.labeled or run.saved.data.train_split, "labeled", labels=["ltr"])
     pool = _pool(cfg, manifest_dir, labeled)
+    _refuse_leaking_lm(cfg, run, pool)
     device = resolve_device(cfg.device)
     run.task.to(device)
     settings = cfg.lm.settings()
@@ -92,13 +93,11 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict[str, Any]:
 
 
 def _pool(cfg: PseudoLabelConfig, manifest_dir: Path, labeled: Manifest) -> Manifest:
-    """``unlabeled`` less the labeled and ``exclude`` splits' audio; refused if the LM text transcribes it."""
+    """``unlabeled`` less the labeled and ``exclude`` splits' audio."""
     excluded = [_manifest(manifest_dir, split, "exclude") for split in cfg.exclude]
     has_text = label_path(manifest_dir / f"{cfg.unlabeled}.tsv", "wrd").is_file()
     unlabeled = _manifest(manifest_dir, str(cfg.unlabeled), "unlabeled", ["wrd"] if has_text else [])
-    pool = unlabeled_pool(unlabeled, [labeled, *excluded])
-    _refuse_leaking_lm(cfg, manifest_dir, pool)
-    return pool
+    return unlabeled_pool(unlabeled, [labeled, *excluded])
 
 
 def _manifest(manifest_dir: Path, split: str, key: str, labels: list[str] | None = None) -> Manifest:
@@ -112,18 +111,23 @@ def _manifest(manifest_dir: Path, split: str, key: str, labels: list[str] | None
     return Manifest.load(tsv, labels=labels or [])
 
 
-def _refuse_leaking_lm(cfg: PseudoLabelConfig, manifest_dir: Path, unlabeled: Manifest) -> None:
-    """An n-gram built from transcripts of the very audio it decodes makes pseudo-labels unrealistically good."""
+def _refuse_leaking_lm(cfg: PseudoLabelConfig, run: LoadedRun, pool: Manifest) -> None:
+    """An n-gram built from transcripts of the very audio it decodes makes pseudo-labels unrealistically good.
+
+    The split checked is the one ``audiossl-evaluate`` builds the n-gram from (``lm_text_split``: in the run's own
+    manifests), compared by audio file, so a pool listed in other manifests is checked too."""
     if cfg.lm.arpa or cfg.lm.text:
         return  # an outside LM: its text is the user's responsibility
-    lm_tsv = manifest_dir / f"{cfg.lm.text_split}.tsv"
+    split = lm_text_split(run, cfg.lm)
+    lm_tsv = Path(run.saved.data.manifest_dir) / f"{split}.tsv"
     if not lm_tsv.is_file():
-        return  # evaluate falls back to the run's training split, whose audio is labeled anyway
-    shared = {row.relpath for row in unlabeled.rows} & {row.relpath for row in Manifest.load(lm_tsv).rows}
-    if shared:
-        raise ConfigError(f"invalid config at 'lm.text_split': {cfg.lm.text_split} transcribes {len(shared)} "
+        return  # no audio listed for that text: nothing to compare (evaluate reports a missing .wrd itself)
+    shared = unlabeled_pool(pool, [Manifest.load(lm_tsv)])
+    if len(shared.rows) < len(pool.rows):
+        raise ConfigError(f"invalid config at 'lm.text_split': {split} transcribes {len(pool.rows) - len(shared.rows)} "
                           f"utterances of {cfg.unlabeled}, so its LM would know their text; name a split whose "
-                          "audio is not in the unlabeled split (e.g. the 1 h labels' text), lm.text or lm.arpa")
+                          "audio is not in the unlabeled pool (e.g. the 1 h labels' text, with exclude=[train_1h]), "
+                          "lm.text or lm.arpa")
 
 
 @hydra_app("pseudolabel")

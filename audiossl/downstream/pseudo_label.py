@@ -10,8 +10,9 @@ setting could make them (``cli/pseudolabel.py`` refuses an LM split that shares 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,12 +38,17 @@ def transcribe_batches(task: CTCTask, batches: Iterable[AudioBatch], decode: Dec
 
 
 def unlabeled_pool(unlabeled: Manifest, known: Iterable[Manifest]) -> Manifest:
-    """The rows of ``unlabeled`` (with their label lines) that none of the ``known`` manifests holds: the labels'
-    own audio, and audio whose text built the LM, never become pseudo-labels."""
-    taken = {row.relpath for manifest in known for row in manifest.rows}
-    keep = [index for index, row in enumerate(unlabeled.rows) if row.relpath not in taken]
+    """The rows of ``unlabeled`` (with their label lines) whose audio file none of the ``known`` manifests holds:
+    the labels' own audio, and audio whose text built the LM, never become pseudo-labels. Files are compared by
+    absolute path, so manifests with different root lines compare correctly."""
+    taken = {_absolute(manifest, row.relpath) for manifest in known for row in manifest.rows}
+    keep = [index for index, row in enumerate(unlabeled.rows) if _absolute(unlabeled, row.relpath) not in taken]
     return Manifest(unlabeled.root, [unlabeled.rows[i] for i in keep],
                     {kind: [lines[i] for i in keep] for kind, lines in unlabeled.labels.items()})
+
+
+def _absolute(manifest: Manifest, relpath: str) -> str:
+    return os.path.normpath(os.path.join(os.path.abspath(manifest.root), relpath))
 
 
 @dataclass(frozen=True)
@@ -58,10 +64,8 @@ class SelfTrainingSplit:
 def write_self_training_split(manifest_dir: Path, split: str, labeled: Manifest, unlabeled: Manifest,
                               hypotheses: Mapping[str, str]) -> SelfTrainingSplit:
     """``{split}.tsv/.ltr/.wrd``: every labeled row with its real label, then every unlabeled row with a
-    non-empty hypothesis. Both manifests must share their root line: rows are audio paths."""
-    if labeled.root.resolve() != unlabeled.root.resolve():
-        raise ValueError(f"the labeled and unlabeled manifests have different roots ({labeled.root} vs "
-                         f"{unlabeled.root}); write them under one root")
+    non-empty hypothesis, under the labeled manifest's root line (unlabeled paths re-expressed against it)."""
+    root = os.path.abspath(labeled.root)
     rows = list(labeled.rows)
     letters = list(labeled.labels["ltr"])
     words = [letters_to_words(line.split()) for line in letters]
@@ -71,7 +75,7 @@ def write_self_training_split(manifest_dir: Path, split: str, labeled: Manifest,
         if not hypothesis:
             left_out += 1
             continue
-        rows.append(row)
+        rows.append(replace(row, relpath=os.path.relpath(_absolute(unlabeled, row.relpath), root)))
         letters.append(words_to_letters(hypothesis))
         words.append(hypothesis)
     tsv = write_manifest(manifest_dir, split, labeled.root, rows, {"ltr": letters, "wrd": words})
