@@ -37,17 +37,24 @@ from typing import Any
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from audiossl.config import to_config  # noqa: E402
 from audiossl.data.batch import AudioBatch  # noqa: E402
 from audiossl.models.encoder import EncoderConfig, build_encoder  # noqa: E402
 from audiossl.objectives.base import objective_spec  # noqa: E402
+from wav2vec2_peers import build_fairseq2, build_hf, fairseq2_loss, hf_loss  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-# each objective's encoder in its conf/experiment/<objective>_tiny.yaml preset
-PRESETS = {"cpc": "cpc_gru_tiny", "apc": "apc_gru_tiny", "cola": "cpc_gru_tiny", "wav2vec2": "w2v2_tiny",
-           "hubert": "cpc_transformer_tiny"}
+OBJECTIVES = ["cpc", "apc", "cola", "wav2vec2", "hubert"]
+
+
+def preset_encoder(name: str) -> str:
+    """The encoder group conf/experiment/<name>_tiny.yaml selects (its ``override /encoder`` default)."""
+    for entry in OmegaConf.load(CONF / "experiment" / f"{name}_tiny.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig) and "override /encoder" in entry:
+            return entry["override /encoder"]
+    raise ValueError(f"conf/experiment/{name}_tiny.yaml selects no encoder")
 
 
 def speech_like_batch(size: int, seconds: float, sample_rate: int = 16_000) -> AudioBatch:
@@ -70,7 +77,7 @@ def build_objective(name: str, encoder: str | None = None) -> torch.nn.Module:
     """The objective as its tiny preset builds it (conf/experiment/<name>_tiny.yaml's objective and encoder
     keys over the groups' defaults); with ``encoder``, that encoder preset under the objective's defaults."""
     preset = OmegaConf.load(CONF / "experiment" / f"{name}_tiny.yaml") if encoder is None else OmegaConf.create()
-    encoder_node = OmegaConf.merge(OmegaConf.load(CONF / "encoder" / f"{encoder or PRESETS[name]}.yaml"),
+    encoder_node = OmegaConf.merge(OmegaConf.load(CONF / "encoder" / f"{encoder or preset_encoder(name)}.yaml"),
                                    preset.get("encoder") or {})
     objective_node = OmegaConf.merge(OmegaConf.load(CONF / "objective" / f"{name}.yaml"),
                                      preset.get("objective") or {})
@@ -87,80 +94,17 @@ def ours_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, batc
     return float(output.loss.detach())
 
 
-def build_hf(objective: torch.nn.Module) -> torch.nn.Module:
-    """``Wav2Vec2ForPreTraining`` with the same shape and regularisation as our wav2vec2 objective."""
-    from transformers import Wav2Vec2Config as HFConfig
-    from transformers import Wav2Vec2ForPreTraining
-
-    enc, obj = objective.encoder.config, objective.config
-    config = HFConfig(
-        hidden_size=enc.model_dim, num_hidden_layers=enc.num_layers, num_attention_heads=enc.num_heads,
-        intermediate_size=enc.ffn_dim, hidden_dropout=enc.dropout, attention_dropout=enc.attention_dropout,
-        activation_dropout=enc.activation_dropout, feat_proj_dropout=enc.feature_dropout,
-        feat_quantizer_dropout=obj.target_dropout, layerdrop=enc.layerdrop,
-        feat_extract_norm="layer" if enc.conv_norm == "layer_norm" else "group",
-        conv_dim=[c for c, _, _ in enc.conv_layers], conv_kernel=[k for _, k, _ in enc.conv_layers],
-        conv_stride=[s for _, _, s in enc.conv_layers], conv_bias=enc.conv_bias,
-        num_conv_pos_embeddings=enc.pos_conv_kernel, num_conv_pos_embedding_groups=enc.pos_conv_groups,
-        do_stable_layer_norm=enc.norm_first, mask_time_prob=obj.mask_prob,
-        mask_time_length=obj.mask_span, mask_time_min_masks=obj.min_mask_spans,
-        num_codevectors_per_group=obj.codebook_entries, num_codevector_groups=obj.num_codebooks,
-        codevector_dim=obj.codevector_dim, proj_codevector_dim=obj.final_dim, num_negatives=obj.num_negatives,
-        contrastive_logits_temperature=obj.logit_temperature, diversity_loss_weight=obj.diversity_weight)
-    return Wav2Vec2ForPreTraining(config).train()
-
-
-def build_fairseq2(objective: torch.nn.Module) -> torch.nn.Module:
-    """fairseq2's own ``Wav2Vec2Model`` (model + loss) at the same shape, masking share and distractors."""
-    from fairseq2.models.transformer import TransformerNormOrder
-    from fairseq2.models.wav2vec2 import Wav2Vec2Config, Wav2Vec2EncoderConfig, create_wav2vec2_model
-
-    enc, obj = objective.encoder.config, objective.config
-    encoder = Wav2Vec2EncoderConfig(
-        model_dim=enc.model_dim, feature_dim=enc.conv_layers[-1][0],
-        feature_extractor_layer_descs=[tuple(layer) for layer in enc.conv_layers],
-        feature_extractor_bias=enc.conv_bias, feature_extractor_layer_norm_convs=enc.conv_norm == "layer_norm",
-        feature_grad_scale=enc.feature_grad_scale, pos_conv_kernel_size=enc.pos_conv_kernel,
-        num_pos_conv_groups=enc.pos_conv_groups, num_encoder_layers=enc.num_layers,
-        num_encoder_attn_heads=enc.num_heads, ffn_inner_dim=enc.ffn_dim, dropout_p=enc.dropout,
-        attn_dropout_p=enc.attention_dropout, ffn_inner_dropout_p=enc.activation_dropout, layer_drop_p=enc.layerdrop,
-        norm_order=TransformerNormOrder.PRE if enc.norm_first else TransformerNormOrder.POST)
-    config = Wav2Vec2Config(
-        encoder_config=encoder, final_dim=obj.final_dim, quantized_dim=obj.codevector_dim,
-        num_codebooks=obj.num_codebooks, num_codebook_entries=obj.codebook_entries,
-        temporal_mask_span_len=obj.mask_span, max_temporal_mask_prob=obj.mask_prob,
-        min_num_temporal_mask_spans=obj.min_mask_spans, num_distractors=obj.num_negatives,
-        logit_temp=obj.logit_temperature)
-    return create_wav2vec2_model(config).train()
+def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
+    loss, _ = hf_loss(model, batch.waveforms)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 def fairseq2_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch, *,
-                  diversity_weight: float, penalty_weight: float) -> float:
-    from fairseq2.nn import BatchLayout
-
-    loss, output = model(batch.waveforms, BatchLayout.of(batch.waveforms), diversity_weight=diversity_weight,
-                         features_penalty_weight=penalty_weight)
-    masked = int(output.logits.shape[0] * output.logits.shape[1])
-    total = loss.aggregate / max(masked, 1)  # fairseq2 sums over masked frames, like HF; we average
-    optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
-    return float(total.detach())
-
-
-def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
-
-    config = model.config
-    frames = int(model._get_feat_extract_output_lengths(batch.waveforms.shape[1]))
-    shape = (batch.size, frames)
-    mask = _compute_mask_indices(shape, config.mask_time_prob, config.mask_time_length,
-                                 min_masks=config.mask_time_min_masks)
-    negatives = _sample_negative_indices(shape, config.num_negatives, mask_time_indices=mask)
-    device = batch.waveforms.device
-    output = model(batch.waveforms, mask_time_indices=torch.from_numpy(mask).to(device),
-                   sampled_negative_indices=torch.from_numpy(negatives).to(device))
-    loss = output.loss / int(mask.sum())  # HF sums over masked frames; we average (same gradient direction)
+                  objective: Any) -> float:
+    loss, _ = fairseq2_loss(model, batch.waveforms, objective)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -187,10 +131,10 @@ def runners_for(name: str, objective: torch.nn.Module, with_peers: bool) -> dict
     """Ours, and for wav2vec 2.0 the peers at the same shape: HF ``Wav2Vec2ForPreTraining`` and fairseq2."""
     runners: dict[str, tuple[Any, torch.nn.Module]] = {"ours": (ours_step, objective)}
     if with_peers and name == "wav2vec2":
-        runners["hf"] = (hf_step, build_hf(objective))
-        weights = {"diversity_weight": objective.config.diversity_weight,
-                   "penalty_weight": objective.config.feature_penalty_weight}  # the loss terms ours weighs
-        runners["fairseq2"] = (partial(fairseq2_step, **weights), build_fairseq2(objective))
+        encoder, config = objective.encoder.config, objective.config
+        runners["hf"] = (hf_step, build_hf(encoder, config))
+        # fairseq2 weighs its loss terms as our objective does
+        runners["fairseq2"] = (partial(fairseq2_step, objective=config), build_fairseq2(encoder, config))
     return runners
 
 
@@ -268,7 +212,7 @@ def profile(name: str, batch: AudioBatch, with_peers: bool, encoder: str | None 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--objectives", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--objectives", nargs="+", default=OBJECTIVES, choices=OBJECTIVES)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=10)
@@ -297,7 +241,7 @@ def main() -> None:
     for name in args.objectives:
         results[name] = row = bench(name, batch, args.steps, args.warmup, not args.no_hf, args.encoder, args.bf16,
                                     device)
-        print(f"{name} / {args.encoder or PRESETS[name]} (matrix peak measured: {row['gemm_peak_gflops']:.0f} GFLOP/s)")
+        print(f"{name} / {args.encoder or preset_encoder(name)} (matrix peak measured: {row['gemm_peak_gflops']:.0f} GFLOP/s)")
         for key in [key for key in row if isinstance(row[key], dict)]:
             side = row[key]
             ratio = f"  ours is {row[f'ours_over_{key}']:.2f}x faster" if key != "ours" else ""

@@ -27,6 +27,7 @@ from audiossl.cli._hydra import CONF_DIR
 from audiossl.cli.pretrain import PretrainSetup, validate
 from audiossl.data.batch import AudioBatch
 from audiossl.models import build_encoder
+from wav2vec2_peers import build_hf, hf_loss
 
 CLIPS, SAMPLES = 16, 32_000
 
@@ -61,37 +62,14 @@ def ours(setup: PretrainSetup, waves: torch.Tensor):
 
 
 def hf(setup: PretrainSetup, waves: torch.Tensor):
-    from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
-
-    encoder, objective = setup.encoder, setup.objective
-    layers = encoder.conv_layers
-    config = Wav2Vec2Config(
-        conv_dim=[c for c, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
-        conv_stride=[s for _, _, s in layers], conv_bias=encoder.conv_bias,
-        feat_extract_activation=encoder.conv_activation, feat_extract_norm="layer",
-        do_stable_layer_norm=encoder.norm_first, hidden_size=encoder.model_dim,
-        num_hidden_layers=encoder.num_layers, num_attention_heads=encoder.num_heads,
-        intermediate_size=encoder.ffn_dim, num_conv_pos_embeddings=encoder.pos_conv_kernel,
-        num_conv_pos_embedding_groups=encoder.pos_conv_groups, hidden_dropout=0.0, attention_dropout=0.0,
-        activation_dropout=0.0, feat_proj_dropout=0.0, feat_quantizer_dropout=0.0, layerdrop=0.0,
-        mask_time_prob=objective.mask_prob, mask_time_length=objective.mask_span,
-        num_codevectors_per_group=objective.codebook_entries, num_codevector_groups=objective.num_codebooks,
-        codevector_dim=objective.codevector_dim, proj_codevector_dim=objective.final_dim,
-        num_negatives=objective.num_negatives, contrastive_logits_temperature=objective.logit_temperature,
-        diversity_loss_weight=objective.diversity_weight)
-    model = Wav2Vec2ForPreTraining(config).train()
-    frames = int(model._get_feat_extract_output_lengths(torch.tensor(SAMPLES)))
+    model = build_hf(setup.encoder, setup.objective)
+    objective = setup.objective
 
     def step(update: int) -> tuple[torch.Tensor, float, float]:
         model.set_gumbel_temperature(max(objective.gumbel_temp_start * objective.gumbel_temp_decay ** update,
                                          objective.gumbel_temp_end))
-        mask = _compute_mask_indices((CLIPS, frames), config.mask_time_prob, config.mask_time_length, min_masks=2)
-        negatives = _sample_negative_indices((CLIPS, frames), config.num_negatives, mask_time_indices=mask)
-        output = model(waves, mask_time_indices=torch.from_numpy(mask),
-                       sampled_negative_indices=torch.from_numpy(negatives))
-        masked = float(mask.sum())  # HF sums over masked frames; its pretraining script divides by their count
-        return output.loss / masked, float(output.contrastive_loss) / masked, float(output.codevector_perplexity)
+        loss, metrics = hf_loss(model, waves)
+        return loss, float(metrics["contrastive"]), float(metrics["code_ppl"])
     return model, step
 
 

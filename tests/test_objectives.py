@@ -251,6 +251,30 @@ def test_wav2vec2_mask_fraction_matches_expectation():
     assert len(set(mask.sum(1).tolist())) == 1 and 0.38 < mask.float().mean().item() <= fraction + 0.03
 
 
+def masked_runs(row: torch.Tensor) -> torch.Tensor:
+    """Lengths of the runs of consecutive masked positions of one row."""
+    edges = torch.diff(torch.cat([torch.zeros(1), row.float(), torch.zeros(1)]))
+    return (edges == -1).nonzero().flatten() - (edges == 1).nonzero().flatten()
+
+
+def test_contiguous_masks_equalise_rows_without_holes(one_thread_seeded):
+    """The tiny presets' batches: 4 rows of 199 frames (2 s crops at 10 ms), 12 spans of 10. fairseq2's
+    equalisation unmasks random frames of the fuller rows, which leaves many runs of 1-4 frames (each
+    predictable from its neighbours); the contiguous one keeps the same masked share and count per row,
+    with at most two spans per row cut short."""
+    fragments = {}
+    for contiguous in (False, True):
+        objective = build("wav2vec2", mask_prob=0.65, mask_span=10, mask_contiguous=contiguous)
+        masks = [objective.masking.draw(torch.full((4,), 199), 199) for _ in range(200)]
+        assert all(len(set(mask.sum(1).tolist())) == 1 for mask in masks)
+        share = torch.stack(masks).float().mean().item()
+        fragments[contiguous] = sum(int((masked_runs(row) < 5).sum()) for mask in masks for row in mask) / 800
+        assert 0.38 < share < 0.44, share
+        if contiguous:  # only the one unmasked run of each row can cut spans: at most 2 short runs per row
+            assert all(int((masked_runs(row) < 10).sum()) <= 2 for mask in masks for row in mask)
+    assert fragments[False] > 5 and fragments[True] < 0.7, fragments
+
+
 def test_masked_frames_take_the_encoders_mask_embedding():
     objective = build("hubert")
     encoder = objective.encoder

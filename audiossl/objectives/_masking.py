@@ -24,11 +24,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SpanMasking:
-    """``share``: fairseq's ``mask_prob``, the share of frames to cover (the papers' p times ``span``)."""
+    """``share``: fairseq's ``mask_prob``, the share of frames to cover (the papers' p times ``span``);
+    ``contiguous``: equalise rows without holes in the spans (``models.masking``)."""
 
     share: float
     span: int
     min_spans: int
+    contiguous: bool = False
 
     def validate(self) -> SpanMasking:
         check_positive(self.share, "objective.mask_prob")
@@ -60,4 +62,4 @@ class SpanMasking:
 
     def draw(self, frames: Tensor, width: int) -> Tensor:
         """``(batch, width)`` bool mask over the valid frames of each row."""
-        return span_mask((len(frames), width), self.share, self.span, frames, self.min_spans)
+        return span_mask((len(frames), width), self.share, self.span, frames, self.min_spans, self.contiguous)

@@ -48,6 +48,7 @@ class HuBERTConfig:
     mask_prob: float = 0.8  # share of frames masked, fairseq's mask_prob (the paper's p = 0.08 x 10-frame spans)
     mask_span: int = 10
     min_mask_spans: int = 2
+    mask_contiguous: bool = False  # True: rows equalised without holes in the spans (fairseq/fairseq2: holes)
     final_dim: int = 256
     logit_temperature: float = 0.1
     masked_weight: float = 1.0
@@ -58,7 +59,7 @@ class HuBERTConfig:
 
     def validate(self) -> HuBERTConfig:
         self.denoising.validate()
-        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).validate()
+        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans, self.mask_contiguous).validate()
         for key in ("num_clusters", "final_dim", "logit_temperature"):
             check_positive(getattr(self, key), f"objective.{key}")
         for key in ("masked_weight", "unmasked_weight", "feature_penalty_weight"):
@@ -75,7 +76,8 @@ class HuBERT(Objective):
         super().__init__()
         self.config = config.validate()
         self.encoder = encoder
-        self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans)
+        self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans,
+                                   config.mask_contiguous)
         self.final_projection = nn.Linear(encoder.output_dim, config.final_dim)
         self.cluster_embeddings = nn.Parameter(torch.empty(config.num_clusters, config.final_dim).uniform_())
         self._parsed: dict[str, Tensor] = {}

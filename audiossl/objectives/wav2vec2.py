@@ -34,6 +34,7 @@ class Wav2Vec2Config:
     mask_prob: float = 0.65  # share of frames masked, fairseq's mask_prob (the paper's p = 0.065 x 10-frame spans)
     mask_span: int = 10
     min_mask_spans: int = 2
+    mask_contiguous: bool = False  # True: rows equalised without holes in the spans (fairseq/fairseq2: holes)
     num_negatives: int = 100
     logit_temperature: float = 0.1
     final_dim: int = 256
@@ -51,7 +52,7 @@ class Wav2Vec2Config:
     collapse_check_after: int = 100  # updates before collapse warnings (everything looks collapsed at step 0)
 
     def validate(self) -> Wav2Vec2Config:
-        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans).validate()
+        SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans, self.mask_contiguous).validate()
         check_positive(self.num_negatives, "objective.num_negatives")
         check_positive(self.logit_temperature, "objective.logit_temperature")
         if self.codevector_dim % self.num_codebooks:
@@ -115,7 +116,8 @@ class Wav2Vec2(CountsUpdates):
         super().__init__()
         self.config = config.validate()
         self.encoder = encoder
-        self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans)
+        self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans,
+                                   config.mask_contiguous)
         channels = encoder.feature_encoder.output_dim
         self.quantizer = GumbelQuantizer(channels, config.num_codebooks, config.codebook_entries,
                                          config.codevector_dim) if config.quantize_targets else None
