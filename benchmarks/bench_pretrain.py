@@ -94,17 +94,9 @@ def ours_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, batc
     return float(output.loss.detach())
 
 
-def hf_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
-    loss, _ = hf_loss(model, batch.waveforms)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-def fairseq2_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch, *,
-                  objective: Any) -> float:
-    loss, _ = fairseq2_loss(model, batch.waveforms, objective)
+def peer_step(peer_loss, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
+    """One step of a peer through its own loss (``wav2vec2_peers.hf_loss`` / ``fairseq2_loss``)."""
+    loss, _ = peer_loss(model, batch.waveforms)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -132,9 +124,10 @@ def runners_for(name: str, objective: torch.nn.Module, with_peers: bool) -> dict
     runners: dict[str, tuple[Any, torch.nn.Module]] = {"ours": (ours_step, objective)}
     if with_peers and name == "wav2vec2":
         encoder, config = objective.encoder.config, objective.config
-        runners["hf"] = (hf_step, build_hf(encoder, config))
+        runners["hf"] = (partial(peer_step, hf_loss), build_hf(encoder, config))
         # fairseq2 weighs its loss terms as our objective does
-        runners["fairseq2"] = (partial(fairseq2_step, objective=config), build_fairseq2(encoder, config))
+        runners["fairseq2"] = (partial(peer_step, partial(fairseq2_loss, objective=config)),
+                               build_fairseq2(encoder, config))
     return runners
 
 

@@ -66,8 +66,7 @@ def hf(setup: PretrainSetup, waves: torch.Tensor):
     objective = setup.objective
 
     def step(update: int) -> tuple[torch.Tensor, float, float]:
-        model.set_gumbel_temperature(max(objective.gumbel_temp_start * objective.gumbel_temp_decay ** update,
-                                         objective.gumbel_temp_end))
+        model.set_gumbel_temperature(objective.gumbel_temperature(update))
         loss, metrics = hf_loss(model, waves)
         return loss, float(metrics["contrastive"]), float(metrics["code_ppl"])
     return model, step

@@ -40,6 +40,7 @@ from typing_extensions import override  # noqa: E402
 from audiossl.cli._hydra import CONF_DIR  # noqa: E402
 from audiossl.cli.pretrain import PretrainSetup, open_data, validate  # noqa: E402
 from audiossl.data.batch import AudioBatch  # noqa: E402
+from audiossl.models.interop.fairseq2 import MODEL_FILE  # noqa: E402
 from audiossl.objectives.base import CountsUpdates, ObjectiveOutput  # noqa: E402
 from audiossl.training.checkpoint import seed_everything  # noqa: E402
 from audiossl.training.distributed import init_distributed, shutdown  # noqa: E402
@@ -165,8 +166,7 @@ class PeerPretraining(CountsUpdates):
     @override
     def on_update(self, step: int) -> dict[str, float]:
         super().on_update(step)
-        c = self.config
-        temperature = max(c.gumbel_temp_start * c.gumbel_temp_decay ** step, c.gumbel_temp_end)
+        temperature = self.config.gumbel_temperature(step)
         if self.peer == "hf":
             self.model.set_gumbel_temperature(temperature)
         return {"temp": temperature}
@@ -184,7 +184,7 @@ class PeerPretraining(CountsUpdates):
         files = LocalFileSystem()
         StandardModelMetadataDumper(files, RuamelYamlDumper(files), StandardValueConverter()).dump(
             out, "wav2vec2", fairseq2_config(setup.encoder, setup.objective))
-        state_file = out / f"step_{step}" / "model" / "pp_00" / "tp_00" / "sdp_00.pt"
+        state_file = out / f"step_{step}" / MODEL_FILE
         state_file.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), state_file)
         return out

@@ -11,6 +11,7 @@ import torch
 
 from _trainer_support import write_clips
 from audiossl.features.upstream import load_encoder
+from audiossl.models.interop.fairseq2 import MODEL_FILE
 from audiossl.training.logging import read_metrics
 from test_interop import fairseq2_outputs
 from test_pretrain_cli import tiny_run_overrides
@@ -32,7 +33,7 @@ def peer_features(peer: str, out: Path, setup, clip: torch.Tensor) -> torch.Tens
         with torch.no_grad():
             return Wav2Vec2Model.from_pretrained(out).eval()(clip).last_hidden_state
     model = wav2vec2_peers.build_fairseq2(setup.encoder, setup.objective).eval()
-    model.load_state_dict(torch.load(next(out.glob("step_*/model/pp_00/tp_00/sdp_00.pt"))))
+    model.load_state_dict(torch.load(next(out.glob(f"step_*/{MODEL_FILE}"))))
     return fairseq2_outputs(model, clip)[1]
 
 
@@ -48,7 +49,7 @@ def test_peer_pretrains_under_our_trainer_and_opens_as_an_upstream(peer, tmp_pat
     # the preset's Gumbel schedule: 2.0 x 0.9^4 after 4 updates, set by us (HF) or counted by fairseq2 itself
     assert logged[-1]["metrics"]["temp"] == pytest.approx(2.0 * 0.9 ** 4)
     if peer == "fairseq2":
-        state = torch.load(next(out.glob("step_4/model/pp_00/tp_00/sdp_00.pt")))
+        state = torch.load(out / "step_4" / MODEL_FILE)
         assert int(state["quantizer.num_updates"]) == 4
 
     # the peer's own checkpoint opens as our encoder, and computes what the peer's own code computes

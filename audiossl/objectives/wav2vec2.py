@@ -62,6 +62,10 @@ class Wav2Vec2Config:
             raise ConfigError("invalid config at 'objective.gumbel_temp_end': need 0 < end <= start")
         return self
 
+    def gumbel_temperature(self, update: int) -> float:
+        """The Gumbel softmax temperature after ``update`` updates: ``max(start * decay^update, end)``."""
+        return max(self.gumbel_temp_start * self.gumbel_temp_decay ** update, self.gumbel_temp_end)
+
 
 @dataclass
 class Quantized:
@@ -128,8 +132,7 @@ class Wav2Vec2(CountsUpdates):
 
     @property
     def temperature(self) -> float:
-        c = self.config
-        return max(c.gumbel_temp_start * c.gumbel_temp_decay ** int(self.num_updates), c.gumbel_temp_end)
+        return self.config.gumbel_temperature(int(self.num_updates))
 
     @override
     def on_update(self, step: int) -> dict[str, float]:
