@@ -1,12 +1,13 @@
 """LM text for the embedded corpus: sentences of its grammar that no audio reads, one per line.
 
-The stand-in for LibriSpeech's LM corpus (``librispeech-lm-norm.txt``: book text without audio) in the
-self-training measurement (README "Few-label ASR"): ``audiossl-pseudolabel ... lm.text=<this file>``. It
-reports how many sentences of a manifest's ``.wrd`` it contains (0 of the 1251 pool and 214 test-clean
-sentences for the README's 20,000 at seed 20261206).
+The stand-in for LibriSpeech's LM corpus (``librispeech-lm-norm.txt``: book text without audio, the text of the
+Libri-light protocol's 4-gram). Used by the few-label table's second LM column (``LM_TEXT=<this file> make
+few-label``, or ``audiossl-evaluate ... lm.text=<this file>``) and by the self-training measurement
+(``audiossl-pseudolabel ... lm.text=<this file>``); README "Few-label ASR". It reports how many sentences of
+a manifest's ``.wrd`` it contains: none of any split's for the README's 20,000 at seed 20261206.
 
     .venv/bin/python benchmarks/grammar_lm_text.py --sentences 20000 --out runs/lm_text.txt \\
-        --check manifests/synth/train_clean.wrd
+        --check manifests/synth/{train_clean,dev_clean,test_clean,test_other}.wrd
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@
 #
 # Knobs (environment): PRETRAINED, SPLITS ("train_10min train_1h"), SEEDS ("1 2 3"), OUT (runs/few_label),
 # STEPS (updates per run; unset: 600 for train_10min, the recipe's value, and 1800 for train_1h, where 600 updates
-# are 7 epochs and dev CER was still falling: README "Few-label ASR"). Running it again resumes every run.
+# are 7 epochs and dev CER was still falling: README "Few-label ASR"), LM_TEXT (the LM's text file; unset: the
+# train_clean transcripts; the Libri-light protocol's LM corpus stand-in, text no audio reads:
+# `python benchmarks/grammar_lm_text.py --out runs/lm_text.txt`), LM_BEAM (lm.beam_size, default 50).
+# Running it again resumes every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TORCH_COMPILE_DISABLE=1 HYDRA_FULL_ERROR=0
@@ -44,5 +47,6 @@ for split in $SPLITS; do
   done
   $BIN/audiossl-evaluate "runs=[$(IFS=,; echo "${runs[*]}")]" "names=[$(IFS=,; echo "${names[*]}")]" \
     splits="[test_clean,test_other]" decoders="[greedy,lm]" out_dir=$OUT/report_$split \
+    ${LM_TEXT:+lm.text=$LM_TEXT} ${LM_BEAM:+lm.beam_size=$LM_BEAM} \
     title="'Few-label ASR on $split: frozen pretrained encoder vs supervised fbank vs random init, seeds $SEEDS'"
 done

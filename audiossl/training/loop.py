@@ -117,6 +117,7 @@ class TrainState:
     consecutive_nonfinite: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    wall_seconds: float = 0.0  # training wall time so far, validation and saving included, summed over resumes
 
 
 class PassResult(NamedTuple):
@@ -234,6 +235,7 @@ class Trainer:
         """Train to ``max_steps`` (from the latest checkpoint in ``run_dir`` if any); return a summary."""
         started = time.perf_counter()
         resumed_from = self._start()
+        self._tick = time.perf_counter()
         batches, window = self._batches(), LogWindow()
         try:
             while self.state.step < self.cfg.max_steps:
@@ -297,6 +299,7 @@ class Trainer:
         """Log, validate, checkpoint on their schedules; returns the (possibly fresh) log window."""
         step = self.state.step
         self.log.advance(step)
+        self._count_wall_time()
         if not result.finite:
             self._stop_if_diverged()
             return window
@@ -307,8 +310,14 @@ class Trainer:
         if self.validation.enabled and ((self.cfg.validate_every and step % self.cfg.validate_every == 0) or last):
             self._validate()
         if step % self.cfg.save_every == 0 or last:
+            self._count_wall_time()  # the validation just run belongs to the checkpoint's time to quality
             self._save()
         return LogWindow() if logged else window  # started after validation and saving: throughput is training's
+
+    def _count_wall_time(self) -> None:
+        now = time.perf_counter()
+        self.state.wall_seconds += now - self._tick
+        self._tick = now
 
     def _logs_at(self, step: int) -> bool:
         """Does update ``step`` end with a training log line?"""
@@ -355,6 +364,7 @@ class Trainer:
             "audio_sec_per_sec": seconds / elapsed,
             "data_wait_share": window.data_wait / elapsed,  # of wall time, waiting on the data pipeline
             "nonfinite_steps": self.state.nonfinite_steps,
+            "wall_seconds": self.state.wall_seconds,  # since the run began, over resumes: time-to-quality curves
             "epoch": getattr(self.train_data, "epoch", None),
             "metrics": means,
         }

@@ -1,0 +1,120 @@
+"""Time to quality: CPU minutes from scratch until a run's frozen features reach MFCC + 10 points on frame phones.
+
+Updates are quality at this scale, so the speed users feel is how soon a run's features are good, not a step
+time. Every step checkpoint a run kept (pretrain with ``trainer.keep_last=0``) is probed with the quick frame
+phone probe of ``audiossl-bench``, in one bench run with MFCC beside them; the checkpoint's
+``trainer.wall_seconds`` (training wall time, validation and saving included, summed over resumes) gives the
+minutes. The crossing is interpolated linearly between the two checkpoints around it.
+
+    audiossl-pretrain +experiment=hubert_tiny run_dir=runs/ttq/hubert trainer.keep_last=0 trainer.save_every=500
+    python benchmarks/time_to_quality.py --runs hubert=runs/ttq/hubert --out reports/time_to_quality
+
+Runs trained before ``wall_seconds`` was logged have no clock and are refused by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+from audiossl.training.checkpoint import load_checkpoint, step_checkpoints
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+
+def checkpoint_clock(run_dir: Path, every: int) -> list[tuple[int, float, Path]]:
+    """(update, wall minutes, file) of the run's step checkpoints whose update is a multiple of ``every``."""
+    points = []
+    for path in step_checkpoints(run_dir):
+        trainer = load_checkpoint(path)["trainer"]
+        if "wall_seconds" not in trainer:
+            raise SystemExit(f"{path}: no trainer.wall_seconds (trained before it was logged); rerun the preset")
+        if trainer["step"] % every == 0:
+            points.append((trainer["step"], trainer["wall_seconds"] / 60.0, path))
+    if not points:
+        raise SystemExit(f"{run_dir}: no step checkpoints (pretrain with trainer.keep_last=0)")
+    return points
+
+
+def bench_phone_frames(upstreams: dict[str, Path], out_dir: Path, threads: int) -> dict[str, float]:
+    """Best-layer dev frame phone accuracy of each upstream, MFCC included, from one quick bench run."""
+    names = ["mfcc", *upstreams]
+    command = [
+        str(Path(sys.executable).with_name("audiossl-bench")),
+        f"upstreams=[mfcc,{','.join(str(p) for p in upstreams.values())}]",
+        f"names=[{','.join(names)}]",
+        "tasks=[phone_frames]", f"out_dir={out_dir}", f"num_threads={threads}", "progress=false",
+    ]
+    subprocess.run(command, check=True)
+    rows = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))["rows"]
+    return {row["upstream"]: row["scores"]["dev_accuracy"] for row in rows if row["task"] == "phone_frames"}
+
+
+def crossing(points: list[tuple[int, float, float]], target: float) -> float | None:
+    """Minutes at which accuracy first reaches ``target``, linear between checkpoints (None: never)."""
+    previous = (0, 0.0, 0.0)
+    for point in points:
+        if point[2] >= target:
+            (_, m0, a0), (_, m1, a1) = previous, point
+            return m1 if a1 == a0 else m0 + (target - a0) * (m1 - m0) / (a1 - a0)
+        previous = point
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", required=True, help="NAME=RUN_DIR, one per run")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--every", type=int, default=500, help="probe checkpoints at multiples of this update")
+    parser.add_argument("--margin", type=float, default=0.10, help="over MFCC, in accuracy (0.10 = 10 points)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    out = Path(args.out)
+    clocks = {name: checkpoint_clock(Path(run), args.every)
+              for name, run in (item.split("=", 1) for item in args.runs)}
+    upstreams = {f"{name}@{step}": path for name, points in clocks.items() for step, _, path in points}
+    scores = bench_phone_frames(upstreams, out / "bench", args.threads)
+    target = scores["mfcc"] + args.margin
+    lines = [f"# Time to quality: frame phones >= MFCC + {100 * args.margin:.0f} = {100 * target:.1f} %", "",
+             "| run | minutes to target | updates at target | final frame phones % | run minutes |",
+             "|---|---:|---:|---:|---:|"]
+    curves, summary = {}, {"mfcc": scores["mfcc"], "target": target, "runs": {}}
+    for name, points in clocks.items():
+        curve = [(step, minutes, scores[f"{name}@{step}"]) for step, minutes, _ in points]
+        minutes = crossing(curve, target)
+        reached = next((step for step, _, acc in curve if acc >= target), None)
+        curves[name] = curve
+        summary["runs"][name] = {"minutes_to_target": minutes, "curve": curve}
+        shown = "not reached" if minutes is None else f"{minutes:.1f}"
+        lines.append(f"| {name} | {shown} | {reached or '-'} | {100 * curve[-1][2]:.1f} | {curve[-1][1]:.1f} |")
+    lines += ["", "Per checkpoint (update, wall minutes, frame phones %):", ""]
+    lines += [f"- {name}: " + ", ".join(f"{s} / {m:.1f} / {100 * a:.1f}" for s, m, a in curve)
+              for name, curve in curves.items()]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "time_to_quality.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "time_to_quality.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    plot(curves, scores["mfcc"], target, out / "time_to_quality.png")
+    print("\n".join(lines))
+
+
+def plot(curves: dict[str, list[tuple[int, float, float]]], mfcc: float, target: float, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, curve in curves.items():
+        axis.plot([m for _, m, _ in curve], [100 * a for _, _, a in curve], marker="o", label=name)
+    axis.axhline(100 * mfcc, color="grey", linestyle=":", label="MFCC")
+    axis.axhline(100 * target, color="black", linestyle="--", label="MFCC + margin")
+    axis.set(xlabel="wall minutes on this machine", ylabel="frame phones % (best layer, dev)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""``benchmarks/time_to_quality.py``: the clock it reads from checkpoints and the crossing it interpolates."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from _trainer_support import build_tiny_objective, load_batches, tiny_encoder_config, write_clips
+from audiossl.training import OptimConfig, Trainer, TrainerConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import time_to_quality  # noqa: E402
+
+
+def test_checkpoint_clock_reads_every_kept_checkpoint_in_order(tmp_path):
+    batches = load_batches(write_clips(tmp_path / "clips"))
+    config = TrainerConfig(max_steps=6, log_every=2, save_every=2, keep_last=0, device="cpu", num_threads=1,
+                           progress=False, tensorboard=False)
+    Trainer(build_tiny_objective(), batches, config, OptimConfig(lr=3e-3, warmup_steps=2), tmp_path / "run",
+            config_to_save={"encoder": tiny_encoder_config()}).fit()
+    clock = time_to_quality.checkpoint_clock(tmp_path / "run", every=2)
+    assert [step for step, _, _ in clock] == [2, 4, 6]
+    minutes = [m for _, m, _ in clock]
+    assert 0 < minutes[0] < minutes[1] < minutes[2] < 5, minutes
+    assert [step for step, _, _ in time_to_quality.checkpoint_clock(tmp_path / "run", every=4)] == [4]
+
+
+def test_crossing_interpolates_between_the_checkpoints_around_the_target():
+    curve = [(1000, 2.0, 0.50), (2000, 4.0, 0.60), (3000, 6.0, 0.70)]
+    assert time_to_quality.crossing(curve, 0.65) == pytest.approx(5.0)
+    assert time_to_quality.crossing(curve, 0.25) == pytest.approx(1.0)  # from the untrained start (0 min, 0 %)
+    assert time_to_quality.crossing(curve, 0.60) == pytest.approx(4.0)
+    assert time_to_quality.crossing(curve, 0.71) is None
