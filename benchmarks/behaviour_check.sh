@@ -44,13 +44,16 @@ import json, sys
 from pathlib import Path
 import torch
 
+CLOCKS = {"wall_seconds", "run_wall_seconds"}  # wall time differs between any two runs; nothing computed does
+
 def differences(a, b, path=""):
     if isinstance(a, torch.Tensor):
         return [] if isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b) else [path]
     if isinstance(a, dict):
-        if not isinstance(b, dict) or a.keys() != b.keys():
+        if not isinstance(b, dict) or a.keys() - CLOCKS != b.keys() - CLOCKS:
             return [f"{path} (keys)"]
-        return [d for k in a if not (path == "" and k == "config") for d in differences(a[k], b[k], f"{path}/{k}")]
+        return [d for k in a.keys() - CLOCKS if not (path == "" and k == "config")
+                for d in differences(a[k], b[k], f"{path}/{k}")]
     if isinstance(a, (list, tuple)):
         if not isinstance(b, (list, tuple)) or len(a) != len(b):
             return [f"{path} (length)"]
@@ -65,10 +68,9 @@ for checkpoint in sorted(base.rglob("*.pt")):
         if other.exists() else ["(missing)"]
     print(("same " if not found else "DIFF ") + str(checkpoint.relative_to(base)), *found[:3])
     failed += bool(found)
-strip = lambda rows: [{k: v for k, v in row.items() if k != "wall_seconds"} for row in rows]
-same = strip(json.loads((base / "eval/results.json").read_text())) == strip(json.loads((new / "eval/results.json").read_text()))
-print(("same " if same else "DIFF ") + "eval/results.json")
-failed += not same
+found = differences(*(json.loads((root / "eval/results.json").read_text()) for root in (base, new)))
+print(("same " if not found else "DIFF ") + "eval/results.json", *found[:3])
+failed += bool(found)
 print("ALL SAME" if not failed else f"{failed} DIFFERENCES")
 sys.exit(1 if failed else 0)
 PY

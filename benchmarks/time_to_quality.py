@@ -3,13 +3,13 @@
 Updates are quality at this scale, so the speed users feel is how soon a run's features are good, not a step
 time. Every step checkpoint a run kept (pretrain with ``trainer.keep_last=0``) is probed with the quick frame
 phone probe of ``audiossl-bench``, in one bench run with MFCC beside them; the checkpoint's
-``trainer.wall_seconds`` (training wall time, validation and saving included, summed over resumes) gives the
+``trainer.run_wall_seconds`` (training wall time, validation and saving included, summed over resumes) gives the
 minutes. The crossing is interpolated linearly between the two checkpoints around it.
 
     audiossl-pretrain +experiment=hubert_tiny run_dir=runs/ttq/hubert trainer.keep_last=0 trainer.save_every=500
     python benchmarks/time_to_quality.py --runs hubert=runs/ttq/hubert --out reports/time_to_quality
 
-Runs trained before ``wall_seconds`` was logged have no clock and are refused by name.
+Runs trained before ``run_wall_seconds`` was logged have no clock and are refused by name.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ def checkpoint_clock(run_dir: Path, every: int) -> list[tuple[int, float, Path]]
     points = []
     for path in step_checkpoints(run_dir):
         trainer = load_checkpoint(path)["trainer"]
-        if "wall_seconds" not in trainer:
-            raise SystemExit(f"{path}: no trainer.wall_seconds (trained before it was logged); rerun the preset")
+        if "run_wall_seconds" not in trainer:
+            raise SystemExit(f"{path}: no trainer.run_wall_seconds (trained before it was logged); rerun the preset")
         if trainer["step"] % every == 0:
-            points.append((trainer["step"], trainer["wall_seconds"] / 60.0, path))
+            points.append((trainer["step"], trainer["run_wall_seconds"] / 60.0, path))
     if not points:
         raise SystemExit(f"{run_dir}: no step checkpoints (pretrain with trainer.keep_last=0)")
     return points

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from _trainer_support import build_tiny_objective, load_batches, tiny_encoder_config, write_clips
-from audiossl.training import OptimConfig, Trainer, TrainerConfig
+from _trainer_support import load_batches, write_clips
+from test_trainer import make_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import time_to_quality  # noqa: E402
@@ -16,10 +16,7 @@ import time_to_quality  # noqa: E402
 
 def test_checkpoint_clock_reads_every_kept_checkpoint_in_order(tmp_path):
     batches = load_batches(write_clips(tmp_path / "clips"))
-    config = TrainerConfig(max_steps=6, log_every=2, save_every=2, keep_last=0, device="cpu", num_threads=1,
-                           progress=False, tensorboard=False)
-    Trainer(build_tiny_objective(), batches, config, OptimConfig(lr=3e-3, warmup_steps=2), tmp_path / "run",
-            config_to_save={"encoder": tiny_encoder_config()}).fit()
+    make_trainer(tmp_path / "run", batches, max_steps=6, log_every=2, save_every=2, keep_last=0).fit()
     clock = time_to_quality.checkpoint_clock(tmp_path / "run", every=2)
     assert [step for step, _, _ in clock] == [2, 4, 6]
     minutes = [m for _, m, _ in clock]

@@ -263,11 +263,11 @@ def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_float32_weights(tmp_path, ba
 
 
 def test_wall_clock_is_logged_and_carried_over_a_resume(tmp_path, batches):
-    """Time-to-quality curves read ``trainer.wall_seconds`` from checkpoints: it must survive a resume."""
+    """Time-to-quality curves read ``trainer.run_wall_seconds`` from checkpoints: it must survive a resume."""
     make_trainer(tmp_path, SlowData(batches, 0.05), max_steps=6, log_every=2).fit()
-    first = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))["trainer"]["wall_seconds"]
+    first = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))["trainer"]["run_wall_seconds"]
     make_trainer(tmp_path, SlowData(batches, 0.05), max_steps=12, log_every=2).fit()
-    final = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))["trainer"]["wall_seconds"]
+    final = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path))["trainer"]["run_wall_seconds"]
     assert first >= 6 * 0.05 and final >= first + 6 * 0.05, (first, final)
-    logged = [r["wall_seconds"] for r in read_metrics(tmp_path, "train")]
+    logged = [r["run_wall_seconds"] for r in read_metrics(tmp_path, "train")]
     assert len(logged) == 6 and logged == sorted(logged) and logged[-1] <= final, logged

@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-NOT_CURVES = {"step", "epoch", "time", "elapsed", "wall_time", "wall_seconds", "seconds", "timestamp"}
+NOT_CURVES = {"step", "epoch", "time", "elapsed", "wall_time", "wall_seconds", "run_wall_seconds", "seconds", "timestamp"}
 MAX_PANELS = 6
 
 

@@ -55,7 +55,7 @@ class RunLogger:
             self._bar.update(step - self._bar.n)
 
     def train(self, step: int, record: dict[str, Any]) -> None:
-        """``record``: lr, loss, grad_norm, audio_sec_per_sec, nonfinite_steps, wall_seconds, epoch, metrics (a dict)."""
+        """``record``: lr, loss, grad_norm, audio_sec_per_sec, nonfinite_steps, run_wall_seconds, epoch, metrics (a dict)."""
         if not self.enabled:
             return
         self._write({"step": step, "split": "train", **record})

@@ -117,7 +117,7 @@ class TrainState:
     consecutive_nonfinite: int = 0
     best_metric: float | None = None
     best_step: int | None = None
-    wall_seconds: float = 0.0  # training wall time so far, validation and saving included, summed over resumes
+    run_wall_seconds: float = 0.0  # the run's training wall time, validation and saving included, over resumes
 
 
 class PassResult(NamedTuple):
@@ -316,7 +316,7 @@ class Trainer:
 
     def _count_wall_time(self) -> None:
         now = time.perf_counter()
-        self.state.wall_seconds += now - self._tick
+        self.state.run_wall_seconds += now - self._tick
         self._tick = now
 
     def _logs_at(self, step: int) -> bool:
@@ -364,7 +364,7 @@ class Trainer:
             "audio_sec_per_sec": seconds / elapsed,
             "data_wait_share": window.data_wait / elapsed,  # of wall time, waiting on the data pipeline
             "nonfinite_steps": self.state.nonfinite_steps,
-            "wall_seconds": self.state.wall_seconds,  # since the run began, over resumes: time-to-quality curves
+            "run_wall_seconds": self.state.run_wall_seconds,  # since the run began, over resumes: time to quality
             "epoch": getattr(self.train_data, "epoch", None),
             "metrics": means,
         }
