@@ -43,6 +43,7 @@ from audiossl.config import to_config  # noqa: E402
 from audiossl.data.batch import AudioBatch  # noqa: E402
 from audiossl.models.encoder import EncoderConfig, build_encoder  # noqa: E402
 from audiossl.objectives.base import objective_spec  # noqa: E402
+from audiossl.training.loop import cpu_has_bf16_units  # noqa: E402
 from wav2vec2_peers import build_fairseq2, build_hf, fairseq2_loss, hf_loss  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -226,6 +227,9 @@ def main() -> None:
     print(f"batch {args.batch} x {args.seconds:g} s, {where}, {'bf16' if args.bf16 else 'float32'}, "
           f"torch {torch.__version__}, "
           f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    if args.bf16 and device.type == "cpu" and not cpu_has_bf16_units():
+        print(f"note: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 matrix units; bf16 is "
+              "emulated, so its peak and steps are far slower than float32 here")
     if args.profile:
         for name in args.objectives:
             profile(name, batch, not args.no_hf, args.encoder)

@@ -6,6 +6,10 @@ phone probe of ``audiossl-bench``, in one bench run with MFCC beside them; the c
 ``trainer.run_wall_seconds`` (training wall time, validation and saving included, summed over resumes) gives the
 minutes. The crossing is interpolated linearly between the two checkpoints around it.
 
+A quick probe costs about two minutes, so with ``--bisect`` only a coarse grid (multiples of ``--every`` and the
+last checkpoint) is probed first; then, per run, the kept checkpoint halfway between the two probed ones around
+the crossing, until they are neighbours. The bench saves each row, so every round probes only the new ones.
+
     audiossl-pretrain +experiment=hubert_tiny run_dir=runs/ttq/hubert trainer.keep_last=0 trainer.save_every=500
     python benchmarks/time_to_quality.py --runs hubert=runs/ttq/hubert --out reports/time_to_quality
 
@@ -28,18 +32,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 
-def checkpoint_clock(run_dir: Path, every: int) -> list[tuple[int, float, Path]]:
-    """(update, wall minutes, file) of the run's step checkpoints whose update is a multiple of ``every``."""
+def checkpoint_clock(run_dir: Path) -> list[tuple[int, float, Path]]:
+    """(update, wall minutes, file) of every step checkpoint the run kept, in update order."""
     points = []
     for path in step_checkpoints(run_dir):
         trainer = load_checkpoint(path)["trainer"]
         if "run_wall_seconds" not in trainer:
             raise SystemExit(f"{path}: no trainer.run_wall_seconds (trained before it was logged); rerun the preset")
-        if trainer["step"] % every == 0:
-            points.append((trainer["step"], trainer["run_wall_seconds"] / 60.0, path))
+        points.append((trainer["step"], trainer["run_wall_seconds"] / 60.0, path))
     if not points:
         raise SystemExit(f"{run_dir}: no step checkpoints (pretrain with trainer.keep_last=0)")
     return points
+
+
+def coarse_grid(points: list[tuple[int, float, Path]], every: int) -> set[int]:
+    """The updates probed first: multiples of ``every`` and the last checkpoint (the run's final quality)."""
+    return {step for step, _, _ in points if step % every == 0} | {points[-1][0]}
+
+
+def next_probe(steps: list[int], probed: dict[int, float], target: float) -> int | None:
+    """The kept update halfway between the probed ones around the first crossing; None once they are neighbours.
+
+    ``steps`` are every kept update in order, ``probed`` the accuracy of those probed so far.
+    """
+    done = sorted(probed)
+    above = next((step for step in done if probed[step] >= target), None)
+    if above is None:
+        return None
+    below = max((step for step in done if step < above), default=0)
+    between = [step for step in steps if below < step < above]
+    return between[len(between) // 2] if between else None
 
 
 def bench_phone_frames(upstreams: dict[str, Path], out_dir: Path, threads: int) -> dict[str, float]:
@@ -72,15 +94,27 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", required=True, help="NAME=RUN_DIR, one per run")
     parser.add_argument("--out", required=True)
     parser.add_argument("--every", type=int, default=500, help="probe checkpoints at multiples of this update")
+    parser.add_argument("--bisect", action="store_true",
+                        help="then probe only the kept checkpoints that narrow each run's crossing")
     parser.add_argument("--margin", type=float, default=0.10, help="over MFCC, in accuracy (0.10 = 10 points)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     out = Path(args.out)
-    clocks = {name: checkpoint_clock(Path(run), args.every)
-              for name, run in (item.split("=", 1) for item in args.runs)}
-    upstreams = {f"{name}@{step}": path for name, points in clocks.items() for step, _, path in points}
-    scores = bench_phone_frames(upstreams, out / "bench", args.threads)
-    target = scores["mfcc"] + args.margin
+    kept = {name: checkpoint_clock(Path(run)) for name, run in (item.split("=", 1) for item in args.runs)}
+    chosen = {name: coarse_grid(points, args.every) if args.bisect else
+              {step for step, _, _ in points if step % args.every == 0} for name, points in kept.items()}
+    while True:
+        upstreams = {f"{name}@{step}": path for name, points in kept.items()
+                     for step, _, path in points if step in chosen[name]}
+        scores = bench_phone_frames(upstreams, out / "bench", args.threads)
+        target = scores["mfcc"] + args.margin
+        more = {name: next_probe([step for step, _, _ in points], {s: scores[f"{name}@{s}"] for s in chosen[name]},
+                                 target) for name, points in kept.items()} if args.bisect else {}
+        if all(step is None for step in more.values()):
+            break
+        for name, step in more.items():
+            chosen[name] |= {step} - {None}
+    clocks = {name: [point for point in points if point[0] in chosen[name]] for name, points in kept.items()}
     lines = [f"# Time to quality: frame phones >= MFCC + {100 * args.margin:.0f} = {100 * target:.1f} %", "",
              "| run | minutes to target | updates at target | final frame phones % | run minutes |",
              "|---|---:|---:|---:|---:|"]

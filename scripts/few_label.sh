@@ -5,6 +5,8 @@
 #   pretrained   the frozen pretrained encoder (PRETRAINED, default the hubert_tiny preset's run)
 #   fbank        the supervised baseline: the same BiLSTM CTC model on log-mel filterbanks, trained on the labels alone
 #   random       a frozen random encoder of the pretrained architecture (seeded per run)
+#   fused        the pretrained encoder with the fbank frames appended to each layer (fuse=fbank): what a clean,
+#                small pretraining left out, the spectrum still carries (README "Few-label ASR")
 #
 # Knobs (environment): PRETRAINED, SPLITS ("train_10min train_1h"), SEEDS ("1 2 3"), OUT (runs/few_label),
 # STEPS (updates per run; unset: 600 for train_10min, the recipe's value, and 1800 for train_1h, where 600 updates
@@ -42,11 +44,13 @@ for split in $SPLITS; do
     finetune $OUT/$split/pretrained_s$seed $split $seed init=$PRETRAINED
     finetune $OUT/$split/fbank_s$seed $split $seed init=fbank
     finetune $OUT/$split/random_s$seed $split $seed init=random encoder_from=$PRETRAINED
-    runs+=($OUT/$split/pretrained_s$seed $OUT/$split/fbank_s$seed $OUT/$split/random_s$seed)
-    names+=("'pretrained seed $seed'" "'fbank supervised seed $seed'" "'random init seed $seed'")
+    finetune $OUT/$split/fused_s$seed $split $seed init=$PRETRAINED fuse=fbank
+    runs+=($OUT/$split/pretrained_s$seed $OUT/$split/fbank_s$seed $OUT/$split/random_s$seed $OUT/$split/fused_s$seed)
+    names+=("'pretrained seed $seed'" "'fbank supervised seed $seed'" "'random init seed $seed'"
+            "'pretrained + fbank fused seed $seed'")
   done
   $BIN/audiossl-evaluate "runs=[$(IFS=,; echo "${runs[*]}")]" "names=[$(IFS=,; echo "${names[*]}")]" \
     splits="[test_clean,test_other]" decoders="[greedy,lm]" out_dir=$OUT/report_$split \
     ${LM_TEXT:+lm.text=$LM_TEXT} ${LM_BEAM:+lm.beam_size=$LM_BEAM} \
-    title="'Few-label ASR on $split: frozen pretrained encoder vs supervised fbank vs random init, seeds $SEEDS'"
+    title="'Few-label ASR on $split: frozen pretrained encoder (alone and fused with fbank) vs supervised fbank vs random init, seeds $SEEDS'"
 done

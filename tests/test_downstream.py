@@ -313,6 +313,40 @@ def test_front_end_baselines_stand_in_for_an_encoder(audio_batch: AudioBatch, ki
     assert task.head.proj.weight.grad.abs().sum() > 0
 
 
+def test_fused_spectrum_is_appended_to_every_layer_and_survives_a_rebuild(audio_batch: AudioBatch) -> None:
+    """``fuse=fbank``: each hidden state carries the encoder's features and, after them, the CMVN'd fbank
+    frames of the same time (two 10 ms frames side by side for this 20 ms encoder); the weighted CTC head
+    trains on the wider input and the saved spec rebuilds it."""
+    from audiossl.data.pipeline import DataConfig
+    from audiossl.downstream.finetune import FinetuneConfig
+    from audiossl.features.upstream import FrontEndUpstream, random_upstream, rebuild_upstream
+
+    plain, fused = random_upstream(tiny_encoder_config(), 0), random_upstream(tiny_encoder_config(), 0, "fbank")
+    assert fused.dim == plain.dim + 2 * 80 and fused.num_layers == plain.num_layers
+    plain.eval(), fused.eval()
+    with torch.no_grad():
+        base, out = plain(audio_batch.waveforms, audio_batch.lengths), fused(audio_batch.waveforms, audio_batch.lengths)
+        fbank = FrontEndUpstream("fbank")(audio_batch.waveforms, audio_batch.lengths)
+    frames = out.features.shape[1]
+    assert frames == min(base.features.shape[1], fbank.features.shape[1] // 2)
+    assert out.lengths.tolist() == torch.minimum(base.lengths, fbank.lengths // 2).tolist()
+    for layer, base_layer in zip(out.hidden_states, base.hidden_states):
+        assert torch.equal(layer[..., :plain.dim], base_layer[:, :frames])
+        assert torch.equal(layer[:, 3, plain.dim:], fbank.features[:, 6:8].flatten(1))  # frame 3 = 60-80 ms
+    task = CTCTask(TaskConfig(name="asr", mode="weighted"), fused, Vocabulary.from_symbols(LETTERS))
+    task(audio_batch).loss.backward()
+    assert task.reader.logits.grad is not None and task.reader.logits.grad.abs().sum() > 0
+    rebuilt = rebuild_upstream(fused.spec)
+    rebuilt.load_state_dict(fused.state_dict())
+    rebuilt.eval(), fused.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(audio_batch.waveforms, audio_batch.lengths).features, out.features)
+    with pytest.raises(ConfigError, match="'fuse'"):
+        FinetuneConfig(init="fbank", fuse="fbank", task=TaskConfig(mode="weighted"), data=DataConfig(crop=False)).validate()
+    with pytest.raises(ConfigError, match="'fuse'"):
+        FinetuneConfig(init="random", fuse="spectrogram", data=DataConfig(crop=False)).validate()
+
+
 def test_unknown_init_is_a_clear_error() -> None:
     from audiossl.features.upstream import build_upstream
 

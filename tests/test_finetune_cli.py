@@ -134,6 +134,19 @@ def test_bad_init_names_the_key(corpus: Path, tmp_path: Path, monkeypatch: pytes
     assert not (tmp_path / "x").exists()  # nothing was started
 
 
+def test_the_command_line_reaches_fuse(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture) -> None:
+    """``fuse`` is read from the command line (it was once dropped between hydra and the dataclass)."""
+    from audiossl.cli.finetune import main
+
+    monkeypatch.setattr(sys, "argv", ["audiossl-finetune", "init=fbank", "fuse=mfcc", "task.mode=weighted",
+                                      f"run_dir={tmp_path / 'x'}", f"data.manifest_dir={corpus}"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    assert "'fuse': init=fbank is a front-end already" in capsys.readouterr().err
+
+
 def test_evaluate_a_new_test_set_and_an_lm_with_unspellable_words(finetuned: Path, corpus: Path,
                                                                     tmp_path: Path) -> None:
     """A manifest dir holding only a test split works (the LM text comes from the run's own training

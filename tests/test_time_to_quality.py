@@ -17,11 +17,11 @@ import time_to_quality  # noqa: E402
 def test_checkpoint_clock_reads_every_kept_checkpoint_in_order(tmp_path):
     batches = load_batches(write_clips(tmp_path / "clips"))
     make_trainer(tmp_path / "run", batches, max_steps=6, log_every=2, save_every=2, keep_last=0).fit()
-    clock = time_to_quality.checkpoint_clock(tmp_path / "run", every=2)
+    clock = time_to_quality.checkpoint_clock(tmp_path / "run")
     assert [step for step, _, _ in clock] == [2, 4, 6]
     minutes = [m for _, m, _ in clock]
     assert 0 < minutes[0] < minutes[1] < minutes[2] < 5, minutes
-    assert [step for step, _, _ in time_to_quality.checkpoint_clock(tmp_path / "run", every=4)] == [4]
+    assert time_to_quality.coarse_grid(clock, every=4) == {4, 6}  # the last checkpoint always
 
 
 def test_crossing_interpolates_between_the_checkpoints_around_the_target():
@@ -30,3 +30,16 @@ def test_crossing_interpolates_between_the_checkpoints_around_the_target():
     assert time_to_quality.crossing(curve, 0.25) == pytest.approx(1.0)  # from the untrained start (0 min, 0 %)
     assert time_to_quality.crossing(curve, 0.60) == pytest.approx(4.0)
     assert time_to_quality.crossing(curve, 0.71) is None
+
+
+def test_bisection_narrows_the_crossing_to_neighbouring_checkpoints():
+    steps = list(range(250, 3001, 250))
+    truth = {step: 0.4 + 0.3 * min(step, 1000) / 1000 for step in steps}  # crosses 0.63 between 750 and 1000
+    probed = {step: truth[step] for step in (1000, 2000, 3000)}
+    rounds = 0
+    while (step := time_to_quality.next_probe(steps, probed, 0.63)) is not None:
+        probed[step] = truth[step]
+        rounds += 1
+    assert rounds == 2 and {750, 1000} <= set(probed) and 250 not in probed, probed
+    assert time_to_quality.next_probe(steps, {3000: 0.5}, 0.63) is None  # never reached: nothing to narrow
+    assert time_to_quality.next_probe(steps, {250: 0.7}, 0.63) is None  # reached at the first checkpoint

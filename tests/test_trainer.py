@@ -262,6 +262,15 @@ def test_cpu_amp_runs_the_forward_in_bf16_and_keeps_float32_weights(tmp_path, ba
     assert all(p.dtype == torch.float32 for p in objective.parameters())
 
 
+@pytest.mark.parametrize("has_units", [False, True])
+def test_cpu_amp_warns_on_a_cpu_without_bf16_units(tmp_path, batches, capsys, monkeypatch, has_units):
+    """bf16 is emulated without AVX512-BF16 / AMX (10x slower measured): the run must say so at its start."""
+    monkeypatch.setattr("audiossl.training.loop.cpu_has_bf16_units", lambda: has_units)
+    make_trainer(tmp_path, batches, build_tiny_objective(), max_steps=1, cpu_amp=True).fit()
+    warned = "trainer.cpu_amp=true, but this CPU" in capsys.readouterr().out
+    assert warned != has_units
+
+
 def test_wall_clock_is_logged_and_carried_over_a_resume(tmp_path, batches):
     """Time-to-quality curves read ``trainer.run_wall_seconds`` from checkpoints: it must survive a resume."""
     make_trainer(tmp_path, SlowData(batches, 0.05), max_steps=6, log_every=2).fit()

@@ -34,6 +34,7 @@ def main(node: Any) -> None:
     cfg = FinetuneConfig(
         init=str(node.init),
         encoder_from=node.get("encoder_from"),
+        fuse=node.get("fuse"),
         run_dir=str(node.run_dir),
         encoder_lr_scale=float(node.encoder_lr_scale),
         task=to_config(TaskConfig, node.task, "task"),

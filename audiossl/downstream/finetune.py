@@ -38,11 +38,13 @@ class FinetuneConfig:
     """``conf/finetune.yaml``. ``encoder`` is only used for ``init=random`` without ``encoder_from``.
 
     ``encoder_lr_scale`` multiplies ``optim.lr`` for the context network (``task.mode=finetune``), so a
-    freshly initialised head can learn faster than the pretrained layers under it.
+    freshly initialised head can learn faster than the pretrained layers under it. ``fuse`` (``fbank`` or
+    ``mfcc``) appends that front-end's frames to every layer of an encoder upstream (``UpstreamSpec.fuse``).
     """
 
     init: str = "random"
     encoder_from: str | None = None
+    fuse: str | None = None
     run_dir: str = "runs/finetune"
     encoder_lr_scale: float = 1.0
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -59,6 +61,10 @@ class FinetuneConfig:
         if self.init in ("fbank", "mfcc") and self.task.mode == "finetune":
             raise ConfigError(f"invalid config at 'task.mode': init={self.init} has nothing to fine-tune; "
                               "use task.mode=probe or weighted")
+        if self.fuse not in (None, "fbank", "mfcc"):
+            raise ConfigError(f"invalid config at 'fuse': {self.fuse!r}; choose fbank, mfcc or null")
+        if self.fuse and self.init in ("fbank", "mfcc"):
+            raise ConfigError(f"invalid config at 'fuse': init={self.init} is a front-end already; fuse=null")
         return self
 
 
@@ -71,8 +77,8 @@ def make_upstream(cfg: FinetuneConfig) -> Upstream:
     random = cfg.init == "random"
     try:
         if random:
-            return random_upstream(cfg.encoder_from or cfg.encoder, cfg.trainer.seed)
-        return build_upstream(cfg.init, cmvn=cfg.task.name != "speaker")
+            return random_upstream(cfg.encoder_from or cfg.encoder, cfg.trainer.seed, cfg.fuse)
+        return build_upstream(cfg.init, cmvn=cfg.task.name != "speaker", fuse=cfg.fuse)
     except ValueError as error:  # a checkpoint we cannot rebuild (a peer setting we cannot represent, ...)
         raise ConfigError(f"invalid config at '{'encoder_from' if random else 'init'}': {error}") from None
 

@@ -32,13 +32,17 @@ class UpstreamSpec:
     front-end name. ``encoder`` holds the ``EncoderConfig`` as a plain dict; ``source`` records where the
     weights came from (a checkpoint path or ``random``) for the report. ``cmvn`` (front-ends only):
     per-utterance mean/variance normalisation, right for phones but fatal for mean-pooled speaker ID
-    (the pooled mean of normalised frames is zero for every utterance).
+    (the pooled mean of normalised frames is zero for every utterance). ``fuse`` (encoders only): a front-end
+    (``fbank`` or ``mfcc``, with CMVN) whose frames are appended to every hidden state, so a head reads the
+    spectrum beside the learned features (spectral + self-supervised fusion, Berrebbi et al., 2022): what an
+    encoder pretrained on little or clean audio left out, the spectrum still carries.
     """
 
     kind: str
     source: str
     encoder: dict[str, Any] = field(default_factory=dict)
     cmvn: bool = True
+    fuse: str | None = None
 
 
 class Upstream(nn.Module):
@@ -110,6 +114,12 @@ class EncoderUpstream(Upstream):
         self.num_layers = int(encoder.num_hidden_states)
         self.dim = int(encoder.output_dim)
         self.padding_invariant = bool(encoder.feature_encoder.padding_invariant)
+        self.fused = FrontEndUpstream(spec.fuse) if spec.fuse else None
+        if self.fused is not None:
+            if self.frame_stride % self.fused.frame_stride:
+                raise ValueError(f"cannot fuse {spec.fuse} (hop {self.fused.frame_stride}) with an encoder whose "
+                                 f"frames are {self.frame_stride} samples apart: not a whole number of hops")
+            self.dim += self.fused.dim * (self.frame_stride // self.fused.frame_stride)
         self._frozen = {"feature_encoder": False, "context": False}
 
     @property
@@ -127,7 +137,27 @@ class EncoderUpstream(Upstream):
             projected = encoder.project(z)
             if masker is not None:
                 projected = masker(projected, encoder.mask_embedding)
-            return encoder.contextualize(projected, frame_lengths, z)
+            output = encoder.contextualize(projected, frame_lengths, z)
+        return output if self.fused is None else self._append_spectrum(output, waveforms, lengths)
+
+    def _append_spectrum(self, output: EncoderOutput, waveforms: Tensor, lengths: Tensor) -> EncoderOutput:
+        """Every hidden state ``(B, T, D)`` becomes ``(B, T', D + k F)``: the ``k`` front-end frames (10 ms hop)
+        that fall in each encoder frame go side by side (``k`` = 2 for a 20 ms encoder, 1 for a 10 ms one), and
+        ``T'`` is the shorter of the two frame counts (they differ by the conv edges)."""
+        spectrum = self.fused(waveforms, lengths)
+        per_frame = self.frame_stride // self.fused.frame_stride
+        batch, steps, channels = spectrum.features.shape
+        steps -= steps % per_frame
+        stacked = spectrum.features[:, :steps].reshape(batch, steps // per_frame, per_frame * channels)
+        frames = min(output.features.shape[1], stacked.shape[1])
+
+        def append(hidden: Tensor) -> Tensor:
+            return torch.cat([hidden[:, :frames], stacked[:, :frames].to(hidden.dtype)], dim=-1)
+
+        return EncoderOutput(features=append(output.features),
+                             lengths=torch.minimum(output.lengths, spectrum.lengths // per_frame),
+                             hidden_states=[append(h) for h in output.hidden_states],
+                             local_features=output.local_features[:, :frames])
 
     def set_trainable(self, feature_encoder: bool, context: bool, may_thaw: Collection[str] = ()) -> None:
         """Train the parts named True; ``may_thaw``: the parts (``feature_encoder``, ``context``) that may
@@ -154,18 +184,18 @@ def part_of(name: str) -> str:
     return "feature_encoder" if name.split(".")[0] == "feature_encoder" else "context"
 
 
-def build_upstream(init: str, cmvn: bool = True) -> Upstream:
+def build_upstream(init: str, cmvn: bool = True, fuse: str | None = None) -> Upstream:
     """``init`` is any checkpoint ``load_encoder`` opens, or ``fbank`` / ``mfcc``; ``cmvn`` applies to the
-    front-ends (see ``UpstreamSpec``). Random encoders come from ``random_upstream``."""
+    front-ends, ``fuse`` to encoders (see ``UpstreamSpec``). Random encoders come from ``random_upstream``."""
     if init in ("fbank", "mfcc"):
         return FrontEndUpstream(init, cmvn)
     if init == "random":
         raise ValueError("a random upstream needs an architecture and a seed: use random_upstream")
     encoder, checkpoint = load_encoder(init)
-    return EncoderUpstream(encoder, UpstreamSpec("encoder", str(checkpoint), asdict(encoder.config)))
+    return EncoderUpstream(encoder, UpstreamSpec("encoder", str(checkpoint), asdict(encoder.config), fuse=fuse))
 
 
-def random_upstream(architecture: Any, seed: int) -> Upstream:
+def random_upstream(architecture: Any, seed: int, fuse: str | None = None) -> Upstream:
     """A freshly initialised encoder drawn from ``seed``: the reference that shows what pretraining bought.
 
     ``architecture`` is an ``EncoderConfig`` or any checkpoint whose architecture to copy (its weights are
@@ -176,7 +206,7 @@ def random_upstream(architecture: Any, seed: int) -> Upstream:
 
     config = architecture if isinstance(architecture, EncoderConfig) else encoder_config_of(architecture)
     torch.manual_seed(seed)
-    return EncoderUpstream(build_encoder(config), UpstreamSpec("encoder", "random", asdict(config)))
+    return EncoderUpstream(build_encoder(config), UpstreamSpec("encoder", "random", asdict(config), fuse=fuse))
 
 
 def load_encoder(path: str | Path) -> tuple[Any, Path]:

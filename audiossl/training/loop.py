@@ -67,6 +67,11 @@ class Validation:
         return self.data is not None or self.evaluate is not None
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether bf16 autocast can pay on this CPU: without AVX512-BF16 or AMX torch emulates bf16 matrix products."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 @dataclass
 class TrainerConfig:
     """How long to train and how to watch it (``trainer.*`` on the command line).
@@ -454,6 +459,12 @@ class Trainer:
             self._write_config()
         where = f"resuming from {resumed_from} at step {self.state.step}" if resumed_from else "starting from scratch"
         self.log.message(f"{where}; {self._parameter_summary()}; device {self.dist.device} x {self.dist.world_size}")
+        if self.dist.device.type == "cpu" and self.cfg.cpu_amp and not cpu_has_bf16_units():
+            self.log.warn_once([
+                f"trainer.cpu_amp=true, but this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 matrix "
+                "units (AVX512-BF16 or AMX): bf16 is emulated there (the HuBERT tiny step took 4.1 s instead of 0.43 on "
+                "an AVX2 EPYC); "
+                "set trainer.cpu_amp=false"])
         self.objective.train()
         return resumed_from
 
