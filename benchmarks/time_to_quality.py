@@ -103,17 +103,22 @@ def main() -> None:
     kept = {name: checkpoint_clock(Path(run)) for name, run in (item.split("=", 1) for item in args.runs)}
     chosen = {name: coarse_grid(points, args.every) if args.bisect else
               {step for step, _, _ in points if step % args.every == 0} for name, points in kept.items()}
-    while True:
+
+    def probe() -> dict[str, float]:
         upstreams = {f"{name}@{step}": path for name, points in kept.items()
                      for step, _, path in points if step in chosen[name]}
-        scores = bench_phone_frames(upstreams, out / "bench", args.threads)
-        target = scores["mfcc"] + args.margin
+        return bench_phone_frames(upstreams, out / "bench", args.threads)
+
+    scores = probe()
+    target = scores["mfcc"] + args.margin
+    while args.bisect:
         more = {name: next_probe([step for step, _, _ in points], {s: scores[f"{name}@{s}"] for s in chosen[name]},
-                                 target) for name, points in kept.items()} if args.bisect else {}
+                                 target) for name, points in kept.items()}
         if all(step is None for step in more.values()):
             break
         for name, step in more.items():
             chosen[name] |= {step} - {None}
+        scores = probe()
     clocks = {name: [point for point in points if point[0] in chosen[name]] for name, points in kept.items()}
     lines = [f"# Time to quality: frame phones >= MFCC + {100 * args.margin:.0f} = {100 * target:.1f} %", "",
              "| run | minutes to target | updates at target | final frame phones % | run minutes |",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,3 +44,23 @@ def test_bisection_narrows_the_crossing_to_neighbouring_checkpoints():
     assert rounds == 2 and {750, 1000} <= set(probed) and 250 not in probed, probed
     assert time_to_quality.next_probe(steps, {3000: 0.5}, 0.63) is None  # never reached: nothing to narrow
     assert time_to_quality.next_probe(steps, {250: 0.7}, 0.63) is None  # reached at the first checkpoint
+
+
+def test_main_bisects_each_run_with_the_bench_it_is_given(tmp_path, monkeypatch):
+    """The probe loop: the coarse grid first, then only the checkpoints that narrow the crossing, one bench per round."""
+    batches = load_batches(write_clips(tmp_path / "clips"))
+    make_trainer(tmp_path / "run", batches, max_steps=8, log_every=2, save_every=2, keep_last=0).fit()
+    accuracy = {2: 0.50, 4: 0.58, 6: 0.66, 8: 0.70}  # MFCC 0.5: the target 0.6 is crossed between 4 and 6
+    rounds: list[set[int]] = []
+
+    def fake_bench(upstreams, out_dir, threads):
+        rounds.append({int(name.split("@")[1]) for name in upstreams})
+        return {"mfcc": 0.5} | {name: accuracy[int(name.split("@")[1])] for name in upstreams}
+
+    monkeypatch.setattr(time_to_quality, "bench_phone_frames", fake_bench)
+    monkeypatch.setattr(sys, "argv", ["time_to_quality.py", "--runs", f"r={tmp_path / 'run'}", "--out",
+                                      str(tmp_path / "out"), "--every", "8", "--bisect"])
+    time_to_quality.main()
+    assert rounds == [{8}, {4, 8}, {4, 6, 8}], rounds
+    summary = json.loads((tmp_path / "out" / "time_to_quality.json").read_text())
+    assert [step for step, _, _ in summary["runs"]["r"]["curve"]] == [4, 6, 8]

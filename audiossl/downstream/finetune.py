@@ -20,7 +20,7 @@ from audiossl.downstream.base import LABEL_KIND, DEV_METRICS, DownstreamTask, Ta
 from audiossl.downstream.finetuned import SAVED_KEY, SavedTask, TaskOutputs, build_task, task_outputs
 from audiossl.downstream.predict import predict_all, score
 from audiossl.downstream.speaker import speaker_holdout
-from audiossl.features.upstream import Upstream, build_upstream, random_upstream
+from audiossl.features.upstream import FRONT_ENDS, Upstream, build_upstream, random_upstream
 from audiossl.models.encoder import EncoderConfig
 from audiossl.training.checkpoint import seed_everything
 from audiossl.training.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown
@@ -58,12 +58,12 @@ class FinetuneConfig:
         check_positive(self.encoder_lr_scale, "encoder_lr_scale")
         if self.data.crop:
             raise ConfigError("invalid config at 'data.crop': fine-tuning needs whole utterances (crop=false)")
-        if self.init in ("fbank", "mfcc") and self.task.mode == "finetune":
+        if self.init in FRONT_ENDS and self.task.mode == "finetune":
             raise ConfigError(f"invalid config at 'task.mode': init={self.init} has nothing to fine-tune; "
                               "use task.mode=probe or weighted")
-        if self.fuse not in (None, "fbank", "mfcc"):
-            raise ConfigError(f"invalid config at 'fuse': {self.fuse!r}; choose fbank, mfcc or null")
-        if self.fuse and self.init in ("fbank", "mfcc"):
+        if self.fuse is not None and self.fuse not in FRONT_ENDS:
+            raise ConfigError(f"invalid config at 'fuse': {self.fuse!r}; choose one of {list(FRONT_ENDS)} or null")
+        if self.fuse and self.init in FRONT_ENDS:
             raise ConfigError(f"invalid config at 'fuse': init={self.init} is a front-end already; fuse=null")
         return self
 

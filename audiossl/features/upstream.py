@@ -20,7 +20,9 @@ from audiossl.models.output import EncoderOutput
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("random", "fbank", "mfcc")
+FRONT_ENDS = ("fbank", "mfcc")
+"""The classic front-ends an upstream (or ``fuse``) can name."""
+BASELINES = ("random", *FRONT_ENDS)
 BRANCH_SEPARATOR = ":"  # hydra takes it unquoted in overrides, unlike "#"
 
 
@@ -73,7 +75,7 @@ class FrontEndUpstream(Upstream):
         from audiossl.audio.features import FRONTENDS
 
         super().__init__()
-        if kind not in ("fbank", "mfcc"):
+        if kind not in FRONT_ENDS:
             raise ValueError(f"unknown front-end {kind!r}; choose fbank or mfcc")
         self.frontend = FRONTENDS[kind](cmvn=cmvn)
         self.frame_stride = int(self.frontend.downsample)
@@ -187,7 +189,7 @@ def part_of(name: str) -> str:
 def build_upstream(init: str, cmvn: bool = True, fuse: str | None = None) -> Upstream:
     """``init`` is any checkpoint ``load_encoder`` opens, or ``fbank`` / ``mfcc``; ``cmvn`` applies to the
     front-ends, ``fuse`` to encoders (see ``UpstreamSpec``). Random encoders come from ``random_upstream``."""
-    if init in ("fbank", "mfcc"):
+    if init in FRONT_ENDS:
         return FrontEndUpstream(init, cmvn)
     if init == "random":
         raise ValueError("a random upstream needs an architecture and a seed: use random_upstream")

@@ -462,9 +462,8 @@ class Trainer:
         if self.dist.device.type == "cpu" and self.cfg.cpu_amp and not cpu_has_bf16_units():
             self.log.warn_once([
                 f"trainer.cpu_amp=true, but this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 matrix "
-                "units (AVX512-BF16 or AMX): bf16 is emulated there (the HuBERT tiny step took 4.1 s instead of 0.43 on "
-                "an AVX2 EPYC); "
-                "set trainer.cpu_amp=false"])
+                "units (AVX512-BF16 or AMX): bf16 is emulated there (the HuBERT tiny step took 4.1 s instead of "
+                "0.43 on an AVX2 EPYC); set trainer.cpu_amp=false"])
         self.objective.train()
         return resumed_from
 
