@@ -78,17 +78,24 @@ class ConvPositionalEmbedding(nn.Module):
 
 def _transformer_layer(dim: int, heads: int, ffn_dim: int, *, dropout: float, attention_dropout: float,
                        activation_dropout: float, norm_first: bool, causal: bool) -> nn.Module:
-    """One fairseq2 ``StandardTransformerEncoderLayer`` with BERT init, as in fairseq2's wav2vec 2.0 factory."""
+    """One fairseq2 ``StandardTransformerEncoderLayer`` with BERT init, as in fairseq2's wav2vec 2.0 factory.
+
+    Its projections get single-process gangs (no tensor parallelism: DDP replicates the whole encoder);
+    left to find them, fairseq2 initialises its whole library first, 4-5 s of imports in every process.
+    """
+    from fairseq2.gang import create_fake_gangs
     from fairseq2.models.transformer import (
         CausalAttentionBias, IdentityBias, StandardFeedForwardNetwork, StandardMultiheadAttention,
         StandardTransformerEncoderLayer, TransformerNormOrder, create_default_sdpa)
     from fairseq2.nn import StandardLayerNorm, init_bert_projection
 
     bias = CausalAttentionBias() if causal else IdentityBias()
+    cpu = torch.device("cpu")
+    gangs = create_fake_gangs(cpu)
     attention = StandardMultiheadAttention(
-        dim, heads, create_default_sdpa(bias, dropout_p=attention_dropout),
+        dim, heads, create_default_sdpa(bias, dropout_p=attention_dropout), gangs=gangs, device=cpu,
         qkv_proj_init_fn=init_bert_projection, output_proj_init_fn=init_bert_projection)
-    ffn = StandardFeedForwardNetwork(dim, ffn_dim, bias=True, inner_activation=nn.GELU(),
+    ffn = StandardFeedForwardNetwork(dim, ffn_dim, bias=True, inner_activation=nn.GELU(), gangs=gangs, device=cpu,
                                      inner_dropout_p=activation_dropout, proj_init_fn=init_bert_projection)
     order = TransformerNormOrder.PRE if norm_first else TransformerNormOrder.POST
     return StandardTransformerEncoderLayer(attention, StandardLayerNorm(dim, bias=True), ffn,
