@@ -9,8 +9,7 @@ import kenlm
 import pytest
 import torch
 
-from audiossl.asr.decode import (BeamSettings, GreedyDecoder, LMBeamDecoder, balanced_shares, greedy_ctc,
-                                 write_lexicon)
+from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, greedy_ctc, write_lexicon
 from audiossl.asr.lm import arpa_vocabulary, build_arpa
 from audiossl.asr.vocab import Vocabulary, VocabularyError, letters_to_words, words_to_letters
 
@@ -193,24 +192,3 @@ def test_beam_decoder_needs_word_separator():
     phones = Vocabulary.from_symbols(["AH", "K"])
     with pytest.raises(ValueError, match="word separator"):
         LMBeamDecoder(phones, None, None)
-
-
-def test_balanced_shares_deal_the_longest_rows_to_the_lightest_share():
-    assert balanced_shares([5, 1, 4, 2], 2) == [[0, 1], [2, 3]]  # 5 + 1 frames against 4 + 2
-    assert balanced_shares([3], 2) == [[0]]
-    assert balanced_shares([], 2) == [[]]
-
-
-def test_beam_search_shared_with_a_worker_process_gives_the_same_text(tmp_path):
-    arpa = tmp_path / "words.arpa"
-    build_arpa(CAT_CORPUS, arpa, order=3)
-    lexicon = write_lexicon(["CAT", "CAR"], tmp_path / "lexicon.txt", vocab=LETTERS)
-    torch.manual_seed(0)
-    sharp = emissions(LETTERS, AMBIGUOUS)
-    noisy = torch.randn(5, 9, len(LETTERS.symbols)).log_softmax(-1)
-    log_probs = torch.cat([sharp.expand(2, -1, -1), noisy[:, :5]])  # 7 utterances, 5 frames each
-    lengths = torch.tensor([5, 5, 3, 5, 4, 5, 2])
-    alone = LMBeamDecoder(LETTERS, arpa, lexicon, BeamSettings(lm_weight=2.0))
-    shared = LMBeamDecoder(LETTERS, arpa, lexicon, BeamSettings(lm_weight=2.0), workers=2)
-    assert shared.decode(log_probs, lengths) == alone.decode(log_probs, lengths)
-    assert shared.decode(log_probs, lengths)[:2] == ["CAT", "CAT"]

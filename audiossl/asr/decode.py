@@ -8,21 +8,14 @@ space-separated tokens (phones) otherwise.
 decodes into words of the lexicon scored by a *word* ARPA (the LibriSpeech 4-gram, or one made by
 ``lm.build_arpa`` from training transcripts); without a lexicon it is lexicon-free and the ARPA must be
 over the vocabulary's *tokens* (a letter n-gram, e.g. ``build_arpa`` over ``.ltr`` lines).
-
-flashlight's search runs on one core and holds the GIL for the whole batch, so threads cannot share it.
-``LMBeamDecoder(..., workers=n)`` splits each batch's utterances over itself and ``n - 1`` worker processes
-that build the same decoder once; utterances are searched independently, so the text is identical.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import multiprocessing
 import tempfile
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import final
 
@@ -102,7 +95,6 @@ class LMBeamDecoder:
 
     ``arpa_path=None`` runs the same search without an LM (a lexicon still constrains the words),
     which isolates what the LM adds. The vocabulary must contain ``sil_token`` (the word separator).
-    ``workers`` > 1 shares each batch with worker processes (module docstring); it never changes the text.
     """
 
     name = "lm"
@@ -117,7 +109,6 @@ class LMBeamDecoder:
         sil_token: str = "|",
         blank_token: str | None = None,
         unk_word: str = UNK,
-        workers: int = 1,
     ) -> None:
         from torchaudio.models.decoder import ctc_decoder  # flashlight-text is imported only when needed
 
@@ -128,17 +119,10 @@ class LMBeamDecoder:
                 raise FileNotFoundError(f"decoder file {path} does not exist")
         if lexicon_path is not None:
             check_lexicon(lexicon_path, vocab)
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
         settings = settings or BeamSettings()
         self.vocab = vocab
         self.settings = settings
         self.lexicon_free = lexicon_path is None
-        self.workers = workers
-        self._recipe = _Recipe(tuple(vocab.symbols[1:]), vocab.blank, vocab.unk, vocab.word_separator,
-                               None if arpa_path is None else str(arpa_path),
-                               None if lexicon_path is None else str(lexicon_path),
-                               astuple(settings), sil_token, blank_token, unk_word)
         with tempfile.TemporaryDirectory() as scratch:
             self._decoder = ctc_decoder(
                 lexicon=None if lexicon_path is None else str(lexicon_path),
@@ -160,21 +144,12 @@ class LMBeamDecoder:
 
     def decode(self, log_probs: Tensor, lengths: Tensor | None = None) -> list[str]:
         """Best hypothesis per utterance, as words (tokens are mapped through the vocabulary)."""
-        lengths = _check_log_probs(log_probs, lengths).to("cpu", torch.int32)
-        emissions = log_probs.detach().to("cpu", torch.float32)
-        shares = balanced_shares(lengths.tolist(), self.workers)
-        futures = [_worker_pool(self.workers - 1).submit(_search_in_worker, self._recipe,
-                                                         *_rows(emissions, lengths, rows))
-                   for rows in shares[1:]]
-        texts = dict(zip(shares[0], self._search(*_rows(emissions, lengths, shares[0]))))
-        for rows, future in zip(shares[1:], futures):
-            texts.update(zip(rows, future.result()))
-        return [texts[row] for row in range(len(lengths))]
+        lengths = _check_log_probs(log_probs, lengths)
+        emissions = log_probs.detach().to("cpu", torch.float32).contiguous()
+        results = self._decoder(emissions, lengths.to(torch.int32))
+        return [self._text(hypotheses) for hypotheses in results]
 
     __call__ = decode
-
-    def _search(self, emissions: Tensor, lengths: Tensor) -> list[str]:
-        return [self._text(hypotheses) for hypotheses in self._decoder(emissions, lengths)] if len(lengths) else []
 
     def _text(self, hypotheses: list) -> str:
         if not hypotheses:
@@ -183,64 +158,6 @@ class LMBeamDecoder:
         if self.lexicon_free:
             return self.vocab.to_text(self.vocab.decode(best.tokens.tolist()))
         return " ".join(word for word in best.words if word)
-
-
-def balanced_shares(lengths: list[int], parts: int) -> list[list[int]]:
-    """Row indices split into at most ``parts`` non-empty shares of about equal frames (longest first).
-
-    A beam search costs about its frames, so the longest rows are dealt first, each to the lightest share.
-    """
-    shares: list[list[int]] = [[] for _ in range(min(parts, len(lengths)) or 1)]
-    loads = [0] * len(shares)
-    for row in sorted(range(len(lengths)), key=lambda r: -lengths[r]):
-        lightest = loads.index(min(loads))
-        shares[lightest].append(row)
-        loads[lightest] += lengths[row]
-    return shares
-
-
-def _rows(emissions: Tensor, lengths: Tensor, rows: list[int]) -> tuple[Tensor, Tensor]:
-    """Those rows, cut to their longest length (less to send to a worker)."""
-    picked = lengths[rows]
-    longest = int(picked.max()) if len(rows) else 0
-    return emissions[rows, :longest].contiguous(), picked
-
-
-@dataclass(frozen=True)
-class _Recipe:
-    """What a worker process needs to build the same decoder (and the key it keeps it under)."""
-
-    symbols: tuple[str, ...]
-    blank: str
-    unk: str | None
-    word_separator: str
-    arpa_path: str | None
-    lexicon_path: str | None
-    settings: tuple
-    sil_token: str
-    blank_token: str
-    unk_word: str
-
-
-@functools.lru_cache(maxsize=64)  # a tuning grid's decoders (25 by default) stay loaded, as they do in the caller
-def _worker_decoder(recipe: _Recipe) -> LMBeamDecoder:
-    vocab = Vocabulary(recipe.symbols, blank=recipe.blank, unk=recipe.unk, word_separator=recipe.word_separator)
-    return LMBeamDecoder(vocab, recipe.arpa_path, recipe.lexicon_path, BeamSettings(*recipe.settings),
-                         sil_token=recipe.sil_token, blank_token=recipe.blank_token, unk_word=recipe.unk_word)
-
-
-def _search_in_worker(recipe: _Recipe, emissions: Tensor, lengths: Tensor) -> list[str]:
-    return _worker_decoder(recipe)._search(emissions, lengths)
-
-
-@functools.cache
-def _worker_pool(size: int) -> ProcessPoolExecutor:
-    """One pool per size for the whole process; spawned (not forked) so no OpenMP state is inherited."""
-    return ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
-
-
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _token_lm_dict(vocab: Vocabulary, unk_word: str, directory: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from audiossl.cli._hydra import hydra_app
-from audiossl.config import ConfigError, check_choice, check_positive, to_config
+from audiossl.config import ConfigError, check_choice, to_config
 from audiossl.data.pipeline import AudioPipeline, DataConfig
 from audiossl.asr.decode import BeamSettings, GreedyDecoder, LMBeamDecoder, write_lexicon
 from audiossl.asr.lm import arpa_vocabulary, manifest_arpa, text_arpa
@@ -58,7 +58,6 @@ class LMConfig:
     tune_split: str | None = "dev_clean"  # choose lm_weight x word_score on this split per run; null: as given
     tune_lm_weights: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 6.0])
     tune_word_scores: list[float] = field(default_factory=lambda: [-4.0, -2.0, -1.0, 0.0, 1.0])
-    workers: int = 2  # processes sharing each batch's beam search (flashlight uses one core); same text
 
     def settings(self) -> BeamSettings:
         return BeamSettings(beam_size=self.beam_size, beam_threshold=self.beam_threshold,
@@ -98,7 +97,6 @@ class EvaluateConfig:
             raise ConfigError(f"invalid config at 'names': {len(self.names)} names for {len(self._paths)} runs")
         for decoder in self.decoders:
             check_choice(decoder, DECODERS, "decoders")
-        check_positive(self.lm.workers, "lm.workers")
         if "lm" in self.decoders and self.lm.tune_split:
             for key in ("tune_lm_weights", "tune_word_scores"):
                 if not getattr(self.lm, key):
@@ -168,7 +166,7 @@ def lm_files(run: LoadedRun, cfg: EvaluateConfig) -> tuple[Path, Path]:
 
 def lm_decoder(run: LoadedRun, cfg: EvaluateConfig, settings: BeamSettings) -> LMBeamDecoder:
     arpa, lexicon = lm_files(run, cfg)
-    return LMBeamDecoder(run.task.vocab, arpa, lexicon, settings, workers=cfg.lm.workers)
+    return LMBeamDecoder(run.task.vocab, arpa, lexicon, settings)
 
 
 def tune_lm(run: LoadedRun, cfg: EvaluateConfig) -> LMTuning:
