@@ -228,3 +228,11 @@ def test_the_unlabeled_pool_leaves_out_labeled_and_excluded_audio(tmp_path: Path
     assert (written.labeled, written.pseudo_labeled, written.left_out) == (1, 1, 1)
     assert (tmp_path / "st.tsv").read_text().splitlines() == ["/data", "a/1.flac\t16001", "a/0.flac\t16000"]
     assert (tmp_path / "st.ltr").read_text().splitlines() == ["W O R D |", "Z E R O |"]
+
+
+def test_report_names_the_lm_text_it_was_built_from() -> None:
+    from audiossl.cli.evaluate import LMConfig
+
+    assert LMConfig().source() == "3-gram built from train_clean transcripts"
+    assert LMConfig(text="runs/lm_text.txt", order=4).source() == "4-gram built from runs/lm_text.txt"
+    assert LMConfig(arpa="4-gram.arpa", text="ignored.txt").source() == "4-gram.arpa"

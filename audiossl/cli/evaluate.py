@@ -63,6 +63,12 @@ class LMConfig:
         return BeamSettings(beam_size=self.beam_size, beam_threshold=self.beam_threshold,
                             lm_weight=self.lm_weight, word_score=self.word_score)
 
+    def source(self) -> str:
+        """Where the n-gram comes from, as the report states it."""
+        if self.arpa:
+            return self.arpa
+        return f"{self.order}-gram built from {self.text or f'{self.text_split} transcripts'}"
+
 
 @dataclass
 class EvaluateConfig:
@@ -279,8 +285,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[Path, list[SystemResult]]:
     if any(r.decoder == "lm" for r in results):
         weights = (f"lm_weight / word_score per system as tuned on {cfg.lm.tune_split}" if cfg.lm.tune_split
                    else f"lm_weight {cfg.lm.lm_weight}, word_score {cfg.lm.word_score}")
-        notes.append(f"LM decoding: {cfg.lm.arpa or f'{cfg.lm.order}-gram built from {cfg.lm.text_split} transcripts'}, "
-                     f"lexicon-constrained beam {cfg.lm.beam_size}, {weights}.")
+        notes.append(f"LM decoding: {cfg.lm.source()}, lexicon-constrained beam {cfg.lm.beam_size}, {weights}.")
     curves = {run.name: run.run_dir for run in runs if (run.run_dir / "metrics.jsonl").is_file()}
     save_results(Path(cfg.out_dir) / "results.json", results)
     probes = probe_section(cfg.bench) if cfg.bench else []
