@@ -9,7 +9,6 @@ from audiossl.config import ConfigError, check_choice, check_positive
 TASK_NAMES = ("phone_frames", "abx", "speaker", "phoneme", "asr", "speaker_crops", "accent", "keywords")
 CLIP_TASKS = ("speaker_crops", "accent", "keywords")
 DEFAULT_TASKS = TASK_NAMES[:5]  # the clip tasks are opt-in: keywords and accent need their own sets built first
-FRONTENDS = ("mfcc", "fbank")
 
 
 @dataclass

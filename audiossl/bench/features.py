@@ -8,8 +8,8 @@ from pathlib import Path
 from audiossl.config import ConfigError
 from audiossl.data.pipeline import EVAL_BATCH_SAMPLES, AudioPipeline, DataConfig
 from audiossl.features.frozen import FrozenSplit, extract
-from audiossl.features.upstream import Upstream, build_upstream, random_upstream
-from audiossl.bench.config import FRONTENDS, BenchConfig
+from audiossl.features.upstream import FRONT_ENDS, Upstream, build_upstream, random_upstream
+from audiossl.bench.config import BenchConfig
 from audiossl.training.distributed import resolve_device
 
 LABELS = ("align", "spk", "phn", "ltr", "wrd", "kw", "accent")
@@ -33,7 +33,7 @@ class UpstreamFeatures:
 
     @property
     def is_frontend(self) -> bool:
-        return self.source in FRONTENDS
+        return self.source in FRONT_ENDS
 
     def upstream(self, cmvn: bool = True) -> Upstream:
         cmvn = cmvn and self.is_frontend

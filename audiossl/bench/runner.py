@@ -17,10 +17,10 @@ from typing import Any
 import torch
 
 from audiossl.bench import accent_id, asr_ctc, frame_phones, keywords, phone_abx, phoneme_ctc, speaker_crops, speaker_id
-from audiossl.bench.config import CEILING_NAME, FRONTENDS, BenchConfig
+from audiossl.bench.config import CEILING_NAME, BenchConfig
 from audiossl.bench.features import UpstreamFeatures
 from audiossl.bench.results import BenchRow
-from audiossl.features.upstream import resolve_checkpoint
+from audiossl.features.upstream import BASELINES, resolve_checkpoint
 
 Task = Callable[[UpstreamFeatures, BenchConfig, dict[str, BenchRow]], BenchRow]
 TASKS: dict[str, Task] = {"phone_frames": frame_phones.run, "abx": phone_abx.run, "speaker": speaker_id.run,
@@ -45,7 +45,7 @@ def row_path(cfg: BenchConfig, upstream: str, task: str) -> Path:
 
 def row_settings(cfg: BenchConfig, source: str, task: str) -> dict[str, Any]:
     """What a saved row depends on: if any of it changed, the row is recomputed."""
-    checkpoint = None if source in (*FRONTENDS, "random") else resolve_checkpoint(source)
+    checkpoint = None if source in BASELINES else resolve_checkpoint(source)
     clip = cfg.clip_settings(task)
     return ({"clip": clip} if clip else {}) | {"source": source, "checkpoint": str(checkpoint) if checkpoint else None,
             "checkpoint_mtime": checkpoint.stat().st_mtime if checkpoint else None,
@@ -66,7 +66,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> list[Benc
     cfg.validate()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    random_from = cfg.random_from or next((u for u in cfg.upstreams if u not in (*FRONTENDS, "random")), None)
+    random_from = cfg.random_from or next((u for u in cfg.upstreams if u not in BASELINES), None)
     rows = []
     for name, source in named_upstreams(cfg):
         features = UpstreamFeatures(name, source, cfg, random_from)

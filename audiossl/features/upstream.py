@@ -76,7 +76,7 @@ class FrontEndUpstream(Upstream):
 
         super().__init__()
         if kind not in FRONT_ENDS:
-            raise ValueError(f"unknown front-end {kind!r}; choose fbank or mfcc")
+            raise ValueError(f"unknown front-end {kind!r}; choose one of {list(FRONT_ENDS)}")
         self.frontend = FRONTENDS[kind](cmvn=cmvn)
         self.frame_stride = int(self.frontend.downsample)
         self.receptive_field = int(self.frontend.win_length)
