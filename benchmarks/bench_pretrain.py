@@ -198,10 +198,11 @@ def profile(name: str, batch: AudioBatch, with_peers: bool, encoder: str | None 
     for label, (run, model) in runners_for(name, objective, with_peers).items():
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         run(model, optimizer, batch)
-        with torch_profile() as prof:
+        with torch_profile(record_shapes=True) as prof:
             run(model, optimizer, batch)
-        print(f"\n== {name} / {label} ==")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        print(f"\n== {name} / {label} ==")  # per op and input shape: which layer, not only which kind of op
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=15,
+                                                                 max_shapes_column_width=70))
 
 
 def main() -> None:
