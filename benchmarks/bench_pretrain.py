@@ -1,6 +1,7 @@
 """Pretraining throughput: seconds of audio per second of fwd + bwd + AdamW step, per objective (tiny presets).
 
-Each objective is built as its CPU preset builds it (conf/experiment/<objective>_tiny.yaml), on one fixed
+Each objective is built as its CPU preset builds it (``PRESETS``: conf/experiment/<objective>_tiny.yaml, and for
+wav2vec 2.0 the paper objective of wav2vec2_paper_tiny, the work the peers do), on one fixed
 batch (16 x 2 s by default, so the presets' batch sizes differ from this); ``--encoder w2v2_base`` measures
 BASE instead.
 
@@ -37,25 +38,19 @@ from typing import Any
 os.environ.setdefault("TORCH_COMPILE_DISABLE", "1")
 
 import torch  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from audiossl.config import to_config  # noqa: E402
 from audiossl.data.batch import AudioBatch  # noqa: E402
 from audiossl.models.encoder import EncoderConfig, build_encoder  # noqa: E402
 from audiossl.objectives.base import objective_spec  # noqa: E402
 from audiossl.training.loop import cpu_has_bf16_units  # noqa: E402
-from wav2vec2_peers import build_fairseq2, build_hf, fairseq2_loss, hf_loss  # noqa: E402
+from wav2vec2_peers import build_fairseq2, build_hf, compose_preset, fairseq2_loss, hf_loss  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 OBJECTIVES = ["cpc", "apc", "cola", "wav2vec2", "hubert"]
-
-
-def preset_encoder(name: str) -> str:
-    """The encoder group conf/experiment/<name>_tiny.yaml selects (its ``override /encoder`` default)."""
-    for entry in OmegaConf.load(CONF / "experiment" / f"{name}_tiny.yaml").get("defaults", []):
-        if isinstance(entry, DictConfig) and "override /encoder" in entry:
-            return entry["override /encoder"]
-    raise ValueError(f"conf/experiment/{name}_tiny.yaml selects no encoder")
+# The preset each objective is timed with: wav2vec 2.0's is the paper's objective, the work HF and fairseq2 do.
+PRESETS = {name: f"{name}_tiny" for name in OBJECTIVES} | {"wav2vec2": "wav2vec2_paper_tiny"}
 
 
 def speech_like_batch(size: int, seconds: float, sample_rate: int = 16_000) -> AudioBatch:
@@ -75,15 +70,14 @@ def speech_like_batch(size: int, seconds: float, sample_rate: int = 16_000) -> A
 
 
 def build_objective(name: str, encoder: str | None = None) -> torch.nn.Module:
-    """The objective as its tiny preset builds it (conf/experiment/<name>_tiny.yaml's objective and encoder
-    keys over the groups' defaults); with ``encoder``, that encoder preset under the objective's defaults."""
-    preset = OmegaConf.load(CONF / "experiment" / f"{name}_tiny.yaml") if encoder is None else OmegaConf.create()
-    encoder_node = OmegaConf.merge(OmegaConf.load(CONF / "encoder" / f"{encoder or preset_encoder(name)}.yaml"),
-                                   preset.get("encoder") or {})
-    objective_node = OmegaConf.merge(OmegaConf.load(CONF / "objective" / f"{name}.yaml"),
-                                     preset.get("objective") or {})
+    """The objective as its tiny preset builds it (``PRESETS``, composed as ``audiossl-pretrain`` composes it);
+    with ``encoder``, that encoder preset under the objective's defaults."""
+    if encoder is None:
+        setup = compose_preset([], PRESETS[name])
+        return setup.spec.build(setup.objective, build_encoder(setup.encoder))
     spec = objective_spec(name)
-    config = to_config(spec.config_cls, objective_node, "objective")
+    config = to_config(spec.config_cls, OmegaConf.load(CONF / "objective" / f"{name}.yaml"), "objective")
+    encoder_node = OmegaConf.load(CONF / "encoder" / f"{encoder}.yaml")
     return spec.build(config, build_encoder(to_config(EncoderConfig, encoder_node, "encoder")))
 
 
@@ -239,7 +233,7 @@ def main() -> None:
     for name in args.objectives:
         results[name] = row = bench(name, batch, args.steps, args.warmup, not args.no_hf, args.encoder, args.bf16,
                                     device)
-        print(f"{name} / {args.encoder or preset_encoder(name)} (matrix peak measured: {row['gemm_peak_gflops']:.0f} GFLOP/s)")
+        print(f"{name} / {args.encoder or PRESETS[name]} (matrix peak measured: {row['gemm_peak_gflops']:.0f} GFLOP/s)")
         for key in [key for key in row if isinstance(row[key], dict)]:
             side = row[key]
             ratio = f"  ours is {row[f'ours_over_{key}']:.2f}x faster" if key != "ours" else ""

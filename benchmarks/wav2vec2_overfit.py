@@ -40,9 +40,9 @@ def load_crops(manifest: Path) -> torch.Tensor:
 
 
 def preset(conv: str, continuous: bool) -> PretrainSetup:
-    """``wav2vec2_tiny`` as ``audiossl-pretrain`` composes it, with the conv style asked for and dropout off
+    """``wav2vec2_paper_tiny`` as ``audiossl-pretrain`` composes it, with the conv style asked for and dropout off
     (overfitting is the point)."""
-    overrides = ["+experiment=wav2vec2_tiny", "encoder.dropout=0.0", "encoder.attention_dropout=0.0",
+    overrides = ["+experiment=wav2vec2_paper_tiny", "encoder.dropout=0.0", "encoder.attention_dropout=0.0",
                  "encoder.feature_dropout=0.0", "objective.target_dropout=0.0",
                  f"encoder.conv_bias={conv == 'cpc'}", f"encoder.conv_activation={'relu' if conv == 'cpc' else 'gelu'}",
                  f"objective.quantize_targets={not continuous}"]

@@ -6,7 +6,7 @@ one forward pass.
 ``hf_loss`` / ``fairseq2_loss`` run one batch through the peer's own span mask, negative sampling and loss; the
 step-time benchmark (``bench_pretrain.py``) and the overfit check (``wav2vec2_overfit.py``) use them too.
 
-Run as a script, this pretrains a peer with everything ``audiossl-pretrain +experiment=wav2vec2_tiny`` gets:
+Run as a script, this pretrains a peer with everything ``audiossl-pretrain +experiment=wav2vec2_paper_tiny`` gets:
 the same manifests, crops, batches and shuffling seed, the same architecture, the AdamW optimiser, learning-rate
 schedule, gradient clipping, Gumbel temperature schedule and number of updates. What stays the peer's own is the
 model code, its mask, its negatives and its loss. If a peer's features probe better than ours after the same
@@ -18,7 +18,7 @@ checkpoint, ``hf/`` (``save_pretrained``) or ``fairseq2/`` (``model.yaml`` + ``s
 
     python benchmarks/wav2vec2_peers.py --peer hf run_dir=runs/peers/hf        # then hydra overrides
     python benchmarks/wav2vec2_peers.py --peer fairseq2 run_dir=runs/peers/fairseq2
-    audiossl-bench "upstreams=[mfcc,runs/pretrain/wav2vec2_tiny,runs/peers/hf/hf,runs/peers/fairseq2/fairseq2]" \\
+    audiossl-bench "upstreams=[mfcc,runs/pretrain/wav2vec2_paper_tiny,runs/peers/hf/hf,runs/peers/fairseq2/fairseq2]" \\
         tasks=[phone_frames,abx,speaker]
 """
 
@@ -46,7 +46,7 @@ from audiossl.training.checkpoint import seed_everything  # noqa: E402
 from audiossl.training.distributed import init_distributed, shutdown  # noqa: E402
 from audiossl.training.loop import Trainer, Validation  # noqa: E402
 
-PRESET = "wav2vec2_tiny"
+PRESET = "wav2vec2_paper_tiny"
 Metrics = dict[str, Tensor]
 
 
@@ -207,16 +207,17 @@ def pretrain_peer(peer: str, setup: PretrainSetup) -> Path:
     return out
 
 
-def compose_preset(overrides: list[str]) -> PretrainSetup:
-    """``+experiment=wav2vec2_tiny`` plus hydra overrides, validated as ``audiossl-pretrain`` does."""
+def compose_preset(overrides: list[str], preset: str = PRESET) -> PretrainSetup:
+    """``+experiment=<preset>`` (``wav2vec2_paper_tiny``) plus hydra overrides, validated as ``audiossl-pretrain``
+    does."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return validate(compose(config_name="pretrain", overrides=[f"+experiment={PRESET}", *overrides]))
+        return validate(compose(config_name="pretrain", overrides=[f"+experiment={preset}", *overrides]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer", choices=["hf", "fairseq2"], default="hf")
-    parser.add_argument("overrides", nargs="*", help="hydra overrides of the wav2vec2_tiny preset")
+    parser.add_argument("overrides", nargs="*", help="hydra overrides of the wav2vec2_paper_tiny preset")
     args = parser.parse_args()
     pretrain_peer(args.peer, compose_preset(args.overrides))
 

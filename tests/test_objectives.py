@@ -237,6 +237,30 @@ def test_wav2vec2_continuous_targets(tmp_path):
     assert objective.encoder.feature_encoder.layers[0].conv.weight.grad.abs().sum() > 0
 
 
+def test_wav2vec2_spectral_targets_with_an_unmasked_term_learn(tmp_path):
+    """``target_features=mfcc``: the quantiser reads the MFCC frames of the waveform (fixed, no gradient) at
+    the 10 ms stack's frames, and ``unmasked_weight`` adds the contrastive task on unmasked frames; both fall
+    well below chance."""
+    objective = build_wav2vec2(CPC_STACK_W2V2_STYLE, target_features="mfcc", unmasked_weight=1.0,
+                               **OVERFIT)
+    assert objective.quantizer.entry_proj.in_features == 39
+    history = train(objective, sweeps(8, 1.0, tmp_path), steps=80, lr=3e-3)
+    chance = math.log(21)
+    assert history[0]["contrastive"] > 0.9 * chance and history[0]["contrastive_u"] > 0.9 * chance
+    assert last_mean(history, "contrastive") < 0.7 * chance, [round(m["contrastive"], 2) for m in history[::10]]
+    assert last_mean(history, "contrastive_u") < 0.7 * chance
+    assert last_mean(history, "code_ppl") > 8
+
+
+def test_wav2vec2_target_options_are_checked():
+    with pytest.raises(ConfigError, match="objective.target_features"):
+        build("wav2vec2", target_features="spectrogram")
+    with pytest.raises(ConfigError, match="objective.unmasked_weight"):
+        build("wav2vec2", unmasked_weight=0.5)  # conv targets: an unmasked frame would see its own target
+    with pytest.raises(ConfigError, match="objective.target_features.*line up"):
+        build("wav2vec2", target_features="logmel")  # the 20 ms stack: frames every 320 samples, not 160
+
+
 def test_wav2vec2_mask_fraction_matches_expectation():
     objective = build("wav2vec2", mask_prob=0.65, mask_span=10)
     frames = 1000

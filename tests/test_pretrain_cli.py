@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from _trainer_support import write_clips
 from audiossl.cli._hydra import CONF_DIR
@@ -51,6 +52,19 @@ def test_tiny_presets_validate(preset):
     setup = validate(compose_pretrain(f"+experiment={preset}"))
     assert setup.objective.name == preset.removesuffix("_tiny")
     assert setup.run_dir == f"runs/pretrain/{preset}"
+
+
+def test_wav2vec2_tiny_is_the_papers_preset_plus_its_documented_changes():
+    """The README's paper-objective rows (peers, overfit check) come from wav2vec2_paper_tiny; wav2vec2_tiny
+    must differ from it only in the four keys its YAML explains."""
+    paper = OmegaConf.to_container(compose_pretrain("+experiment=wav2vec2_paper_tiny"))
+    tiny = OmegaConf.to_container(compose_pretrain("+experiment=wav2vec2_tiny"))
+    changed = {f"{group}.{key}" for group in ("objective", "encoder", "optim", "data", "trainer")
+               for key in tiny[group] if tiny[group][key] != paper[group].get(key)}
+    assert changed == {"objective.target_features", "objective.unmasked_weight", "objective.mask_contiguous",
+                       "encoder.feature_grad_scale"}
+    assert paper["objective"]["target_features"] == "conv" and paper["objective"]["unmasked_weight"] == 0.0
+    assert validate(compose_pretrain("+experiment=wav2vec2_paper_tiny")).objective.name == "wav2vec2"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,13 @@ Pipeline per batch: conv latents ``z`` -> projection -> span masking (``SpanMask
 encoder's mask embedding) -> context network -> final projection at masked frames; targets are
 Gumbel-quantised ``LayerNorm(z)`` at the same frames; distractors are other masked frames of the same utterance. Loss = contrastive
 + ``diversity_weight`` * codebook diversity + ``feature_penalty_weight`` * mean squared ``z``.
+
+Two options exist for small runs, both off by default (the paper's objective). ``target_features`` quantises a
+spectral front-end of the waveform at the encoder's frame rate instead of ``z``: fixed inputs whose
+quantisation is learned, which at a 2-core budget give better features than targets the conv stack must first
+learn (README, "wav2vec 2.0: bug or scale?"). ``unmasked_weight`` adds the same contrastive task on unmasked
+frames, which with fixed targets trains the conv stack directly (HuBERT's unmasked loss; with ``conv`` targets
+it would be a copy task).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from typing_extensions import override
 
-from audiossl.audio.features import frame_mask
+from audiossl.audio.features import FRONTENDS, frame_mask
 from audiossl.config import ConfigError, check_positive
 from audiossl.data.batch import AudioBatch
 from audiossl.models.encoder import Encoder
@@ -50,6 +57,8 @@ class Wav2Vec2Config:
     gumbel_temp_decay: float = 0.999995
     collapse_codes_per_codebook: float = 4.0  # warn when fewer codes than this are in use per codebook
     collapse_check_after: int = 100  # updates before collapse warnings (everything looks collapsed at step 0)
+    target_features: str = "conv"  # what is quantised: conv (the paper) | mfcc | logmel | fbank (CMVN'd frames)
+    unmasked_weight: float = 0.0  # weight of the contrastive task on unmasked frames (needs spectral targets)
 
     def validate(self) -> Wav2Vec2Config:
         SpanMasking(self.mask_prob, self.mask_span, self.min_mask_spans, self.mask_contiguous).validate()
@@ -60,6 +69,13 @@ class Wav2Vec2Config:
                               f"multiple of num_codebooks={self.num_codebooks}")
         if not 0 < self.gumbel_temp_end <= self.gumbel_temp_start:
             raise ConfigError("invalid config at 'objective.gumbel_temp_end': need 0 < end <= start")
+        if self.target_features != "conv" and self.target_features not in FRONTENDS:
+            raise ConfigError(f"invalid config at 'objective.target_features': {self.target_features!r}; choose "
+                              f"from {['conv', *FRONTENDS]}")
+        if self.unmasked_weight < 0 or (self.unmasked_weight > 0 and self.target_features == "conv"):
+            raise ConfigError(f"invalid config at 'objective.unmasked_weight': {self.unmasked_weight} needs to be "
+                              ">= 0, and 0 with target_features=conv (an unmasked frame would find its own "
+                              "conv latent in its input)")
         return self
 
     def gumbel_temperature(self, update: int) -> float:
@@ -111,6 +127,14 @@ class GumbelQuantizer(nn.Module):
         return Quantized(vectors.flatten(1), one_hot.argmax(-1), code_ppl, prob_ppl, spread)
 
 
+def equal_count_sample(frames: Tensor) -> Tensor:
+    """Bool like ``frames`` (``(B, T)``): as many of each row's ``frames`` as the sparsest row has, at random,
+    so the picked frames reshape to ``(B, M, dim)`` as the masked ones do."""
+    count = int(frames.sum(1).min())
+    order = torch.rand(frames.shape, device=frames.device).masked_fill(~frames, 2.0).argsort(1)[:, :count]
+    return torch.zeros_like(frames).scatter_(1, order, True)
+
+
 @register_objective("wav2vec2", Wav2Vec2Config)
 @final
 class Wav2Vec2(CountsUpdates):
@@ -122,13 +146,53 @@ class Wav2Vec2(CountsUpdates):
         self.encoder = encoder
         self.masking = SpanMasking(config.mask_prob, config.mask_span, config.min_mask_spans,
                                    config.mask_contiguous)
-        channels = encoder.feature_encoder.output_dim
+        self.spectral = self._spectral_targets(config, encoder)
+        channels = encoder.feature_encoder.output_dim if self.spectral is None else self.spectral.output_dim
         self.quantizer = GumbelQuantizer(channels, config.num_codebooks, config.codebook_entries,
                                          config.codevector_dim) if config.quantize_targets else None
         self.target_dropout = nn.Dropout(config.target_dropout)
         self.target_projection = nn.Linear(config.codevector_dim if config.quantize_targets else channels,
                                            config.final_dim)
         self.final_projection = nn.Linear(encoder.output_dim, config.final_dim)
+
+    @staticmethod
+    def _spectral_targets(config: Wav2Vec2Config, encoder: Encoder) -> nn.Module | None:
+        """The front-end whose frames are the targets, checked to line up with the encoder's frames."""
+        if config.target_features == "conv":
+            return None
+        front_end = FRONTENDS[config.target_features](cmvn=True)
+        convs = encoder.feature_encoder
+        if front_end.downsample != convs.downsample or front_end.win_length > convs.receptive_field:
+            raise ConfigError(
+                f"invalid config at 'objective.target_features': {config.target_features} frames "
+                f"({front_end.win_length} samples every {front_end.downsample}) do not line up with the "
+                f"encoder's ({convs.receptive_field} every {convs.downsample}); use target_features=conv or a "
+                "10 ms conv stack (encoder=cpc_transformer_tiny)")
+        return front_end
+
+    def _target_source(self, z: Tensor, waveforms: Tensor, lengths: Tensor) -> Tensor:
+        """``(batch, frames, dim)``: the quantiser's input at every conv frame.
+
+        A front-end window starts where its conv frame's receptive field starts and is no longer, so every
+        valid conv frame has its spectral frame; the front-end's extra frames at the end are dropped.
+        """
+        if self.spectral is None:
+            return self.encoder.feature_norm(z)
+        with torch.no_grad():
+            features, _ = self.spectral(waveforms, lengths)
+        return features[:, : z.shape[1]].to(z.dtype)
+
+    def _contrast(self, source: Tensor, context: Tensor, frames: Tensor,
+                  negatives: Tensor | None = None) -> tuple[Tensor, Quantized | None]:
+        """``(B, M, 1 + K)`` logits of the ``frames`` (bool ``(B, T)``, as many per row) against their targets."""
+        config, batch_size = self.config, source.shape[0]
+        targets_in = self.target_dropout(source[frames])
+        quantized = self.quantizer(targets_in, self.temperature) if self.quantizer is not None else None
+        targets = self.target_projection(targets_in if quantized is None else quantized.vectors)
+        targets = targets.view(batch_size, -1, config.final_dim)
+        predictions = self.final_projection(context[frames]).view(batch_size, -1, config.final_dim)
+        codes = None if quantized is None else quantized.codes.view(batch_size, -1, config.num_codebooks)
+        return self._logits(predictions, targets, codes, negatives), quantized
 
     @property
     def temperature(self) -> float:
@@ -173,18 +237,16 @@ class Wav2Vec2(CountsUpdates):
         penalty = z.float().pow(2).mean(-1)[valid].mean()
         mask = self.masking.draw(frames, z.shape[1]) if mask is None else mask
         output = encoder.contextualize(encoder.mask(encoder.project(z), mask), frames, z)
-        batch_size = z.shape[0]
-        targets_in = self.target_dropout(encoder.feature_norm(z[mask]))
-        quantized = self.quantizer(targets_in, self.temperature) if self.quantizer is not None else None
-        targets = self.target_projection(targets_in if quantized is None else quantized.vectors)
-        targets = targets.view(batch_size, -1, config.final_dim)
-        predictions = self.final_projection(output.features[mask]).view(batch_size, -1, config.final_dim)
-        codes = None if quantized is None else quantized.codes.view(batch_size, -1, config.num_codebooks)
-        logits = self._logits(predictions, targets, codes, negatives)
+        source = self._target_source(z, batch.waveforms[keep], batch.lengths[keep])
+        logits, quantized = self._contrast(source, output.features, mask, negatives)
         contrastive, accuracy = info_nce(logits.float())
         loss = contrastive + config.feature_penalty_weight * penalty
         metrics = {"contrastive": contrastive, "penalty": penalty, "acc": accuracy,
                    "mask_frac": mask.sum() / valid.sum()}
+        if config.unmasked_weight > 0 and int((valid & ~mask).sum(1).min()) >= 2:
+            unmasked, _ = self._contrast(source, output.features, equal_count_sample(valid & ~mask))
+            metrics["contrastive_u"], metrics["acc_u"] = info_nce(unmasked.float())
+            loss = loss + config.unmasked_weight * metrics["contrastive_u"]
         if quantized is not None:
             total_entries = config.num_codebooks * config.codebook_entries
             diversity = (total_entries - quantized.prob_perplexity) / total_entries
