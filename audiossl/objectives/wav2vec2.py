@@ -127,10 +127,9 @@ class GumbelQuantizer(nn.Module):
         return Quantized(vectors.flatten(1), one_hot.argmax(-1), code_ppl, prob_ppl, spread)
 
 
-def equal_count_sample(frames: Tensor) -> Tensor:
-    """Bool like ``frames`` (``(B, T)``): as many of each row's ``frames`` as the sparsest row has, at random,
-    so the picked frames reshape to ``(B, M, dim)`` as the masked ones do."""
-    count = int(frames.sum(1).min())
+def equal_count_sample(frames: Tensor, count: int) -> Tensor:
+    """Bool like ``frames`` (``(B, T)``): ``count`` of each row's ``frames`` at random (at most as many as the
+    sparsest row has), so the picked frames reshape to ``(B, count, dim)`` as the masked ones do."""
     order = torch.rand(frames.shape, device=frames.device).masked_fill(~frames, 2.0).argsort(1)[:, :count]
     return torch.zeros_like(frames).scatter_(1, order, True)
 
@@ -243,8 +242,10 @@ class Wav2Vec2(CountsUpdates):
         loss = contrastive + config.feature_penalty_weight * penalty
         metrics = {"contrastive": contrastive, "penalty": penalty, "acc": accuracy,
                    "mask_frac": mask.sum() / valid.sum()}
-        if config.unmasked_weight > 0 and int((valid & ~mask).sum(1).min()) >= 2:
-            unmasked, _ = self._contrast(source, output.features, equal_count_sample(valid & ~mask))
+        unmasked_frames = valid & ~mask
+        count = int(unmasked_frames.sum(1).min()) if config.unmasked_weight > 0 else 0
+        if count >= 2:  # distractors need another frame in the row
+            unmasked, _ = self._contrast(source, output.features, equal_count_sample(unmasked_frames, count))
             metrics["contrastive_u"], metrics["acc_u"] = info_nce(unmasked.float())
             loss = loss + config.unmasked_weight * metrics["contrastive_u"]
         if quantized is not None:
