@@ -67,6 +67,17 @@ def test_wav2vec2_tiny_is_the_papers_preset_plus_its_documented_changes():
     assert validate(compose_pretrain("+experiment=wav2vec2_paper_tiny")).objective.name == "wav2vec2"
 
 
+def test_hubert_tiny_fast_is_hubert_tiny_plus_its_two_documented_changes():
+    """The README's other HuBERT rows are hubert_tiny's: the fast preset may only move the two loss-side keys."""
+    tiny = OmegaConf.to_container(compose_pretrain("+experiment=hubert_tiny"))
+    fast = OmegaConf.to_container(compose_pretrain("+experiment=hubert_tiny_fast"))
+    changed = {f"{group}.{key}" for group in ("objective", "encoder", "optim", "data", "trainer")
+               for key in fast[group] if fast[group][key] != tiny[group].get(key)}
+    assert changed == {"objective.unmasked_weight", "objective.mask_prob"}
+    setup = validate(compose_pretrain("+experiment=hubert_tiny_fast"))
+    assert setup.objective.name == "hubert" and setup.run_dir == "runs/pretrain/hubert_tiny_fast"
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [

@@ -213,6 +213,26 @@ def test_scheduler_drives_the_optimiser_lr():
     assert lrs == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
 
 
+
+def test_fused_update_on_cpu_is_the_plain_adamw_update():
+    torch.manual_seed(0)
+    start = [torch.randn(8, 4), torch.randn(4)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(3)]
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.1)
+    fused_params = [torch.nn.Parameter(t.clone()) for t in start]
+    plain_params = [torch.nn.Parameter(t.clone()) for t in start]
+    fused = build_optimizer([{"params": iter(fused_params)}], cfg)  # an iterator, as module.parameters() gives
+    plain = torch.optim.AdamW(plain_params, lr=1e-2, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    assert fused.param_groups[0]["fused"] is True and len(fused.param_groups[0]["params"]) == 2
+    for step_grads in grads:
+        for params, optimizer in ((fused_params, fused), (plain_params, plain)):
+            for param, grad in zip(params, step_grads):
+                param.grad = grad.clone()
+            optimizer.step()
+    for a, b in zip(fused_params, plain_params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a, start[0] if a.dim() == 2 else start[1])
+
 @pytest.mark.parametrize(
     ("node", "key"),
     [({"schedule": "linear"}, "optim.schedule"), ({"lr": "fast"}, "optim.lr"), ({"betas": [0.9]}, "optim.betas"),
