@@ -86,7 +86,7 @@ def build_objective(name: str, encoder: str | None = None) -> torch.nn.Module:
 
 def trainer_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     """The trainer's AdamW (fused where PyTorch has the kernel) for every side: the update is part of a step."""
-    return build_optimizer([{"params": list(model.parameters())}], OptimConfig(lr=1e-4))
+    return build_optimizer([{"params": model.parameters()}], OptimConfig(lr=1e-4))
 
 
 def ours_step(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: AudioBatch) -> float:
@@ -206,16 +206,15 @@ OP_KINDS: dict[str, tuple[str, ...]] = {
     "normalisation": ("aten::native_layer_norm", "aten::native_group_norm"),
     "optimizer update": ("aten::_fused_adamw", "aten::_foreach_"),
 }
-"""Op name prefixes of each kind in the profile's summary; everything else is elementwise work, copies and
-per-op overhead."""
+"""Op name prefixes of each kind in the profile's summary; everything else is ``OTHER_OPS``."""
+OTHER_OPS = "elementwise, copies, the rest"
 
 
 def where_the_step_goes(prof: Any) -> str:
     """Self CPU time per kind of op (``OP_KINDS``), in ms and as a share of the profiled step."""
-    totals: dict[str, float] = dict.fromkeys([*OP_KINDS, "elementwise, copies, the rest"], 0.0)
+    totals: dict[str, float] = dict.fromkeys([*OP_KINDS, OTHER_OPS], 0.0)
     for event in prof.key_averages():
-        kind = next((kind for kind, prefixes in OP_KINDS.items() if event.key.startswith(prefixes)),
-                    "elementwise, copies, the rest")
+        kind = next((kind for kind, prefixes in OP_KINDS.items() if event.key.startswith(prefixes)), OTHER_OPS)
         totals[kind] += event.self_cpu_time_total / 1e3
     whole = sum(totals.values())
     return "\n".join(f"  {kind:32s} {ms:9.1f} ms  {100 * ms / whole:5.1f} %" for kind, ms in totals.items())

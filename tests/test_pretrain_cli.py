@@ -54,26 +54,28 @@ def test_tiny_presets_validate(preset):
     assert setup.run_dir == f"runs/pretrain/{preset}"
 
 
+def keys_changed(base: str, preset: str) -> set[str]:
+    """``group.key`` of every setting in which experiment ``preset`` differs from experiment ``base``."""
+    old = OmegaConf.to_container(compose_pretrain(f"+experiment={base}"))
+    new = OmegaConf.to_container(compose_pretrain(f"+experiment={preset}"))
+    return {f"{group}.{key}" for group in ("objective", "encoder", "optim", "data", "trainer")
+            for key in new[group] if new[group][key] != old[group].get(key)}
+
+
 def test_wav2vec2_tiny_is_the_papers_preset_plus_its_documented_changes():
     """The README's paper-objective rows (peers, overfit check) come from wav2vec2_paper_tiny; wav2vec2_tiny
     must differ from it only in the four keys its YAML explains."""
     paper = OmegaConf.to_container(compose_pretrain("+experiment=wav2vec2_paper_tiny"))
-    tiny = OmegaConf.to_container(compose_pretrain("+experiment=wav2vec2_tiny"))
-    changed = {f"{group}.{key}" for group in ("objective", "encoder", "optim", "data", "trainer")
-               for key in tiny[group] if tiny[group][key] != paper[group].get(key)}
-    assert changed == {"objective.target_features", "objective.unmasked_weight", "objective.mask_contiguous",
-                       "encoder.feature_grad_scale"}
+    assert keys_changed("wav2vec2_paper_tiny", "wav2vec2_tiny") == {
+        "objective.target_features", "objective.unmasked_weight", "objective.mask_contiguous",
+        "encoder.feature_grad_scale"}
     assert paper["objective"]["target_features"] == "conv" and paper["objective"]["unmasked_weight"] == 0.0
     assert validate(compose_pretrain("+experiment=wav2vec2_paper_tiny")).objective.name == "wav2vec2"
 
 
 def test_hubert_tiny_fast_is_hubert_tiny_plus_its_two_documented_changes():
     """The README's other HuBERT rows are hubert_tiny's: the fast preset may only move the two loss-side keys."""
-    tiny = OmegaConf.to_container(compose_pretrain("+experiment=hubert_tiny"))
-    fast = OmegaConf.to_container(compose_pretrain("+experiment=hubert_tiny_fast"))
-    changed = {f"{group}.{key}" for group in ("objective", "encoder", "optim", "data", "trainer")
-               for key in fast[group] if fast[group][key] != tiny[group].get(key)}
-    assert changed == {"objective.unmasked_weight", "objective.mask_prob"}
+    assert keys_changed("hubert_tiny", "hubert_tiny_fast") == {"objective.unmasked_weight", "objective.mask_prob"}
     setup = validate(compose_pretrain("+experiment=hubert_tiny_fast"))
     assert setup.objective.name == "hubert" and setup.run_dir == "runs/pretrain/hubert_tiny_fast"
 

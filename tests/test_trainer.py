@@ -213,7 +213,6 @@ def test_scheduler_drives_the_optimiser_lr():
     assert lrs == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
 
 
-
 def test_fused_update_on_cpu_is_the_plain_adamw_update():
     torch.manual_seed(0)
     start = [torch.randn(8, 4), torch.randn(4)]
@@ -229,9 +228,10 @@ def test_fused_update_on_cpu_is_the_plain_adamw_update():
             for param, grad in zip(params, step_grads):
                 param.grad = grad.clone()
             optimizer.step()
-    for a, b in zip(fused_params, plain_params):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        assert not torch.equal(a, start[0] if a.dim() == 2 else start[1])
+    for fused_param, plain_param, original in zip(fused_params, plain_params, start):
+        torch.testing.assert_close(fused_param, plain_param, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(fused_param, original)
+
 
 @pytest.mark.parametrize(
     ("node", "key"),
