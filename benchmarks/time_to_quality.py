@@ -8,7 +8,9 @@ minutes. The crossing is interpolated linearly between the two checkpoints aroun
 
 A quick probe costs about two minutes, so with ``--bisect`` only a coarse grid (multiples of ``--every`` and the
 last checkpoint) is probed first; then, per run, the kept checkpoint halfway between the two probed ones around
-the crossing, until they are neighbours. The bench saves each row, so every round probes only the new ones.
+the crossing, until they are neighbours; ``--grid-until`` stops that grid early, so a long run whose crossing
+comes early costs its crossing and its final checkpoint. The bench saves each row, so every round probes only
+the new ones.
 
     audiossl-pretrain +experiment=hubert_tiny run_dir=runs/ttq/hubert trainer.keep_last=0 trainer.save_every=500
     python benchmarks/time_to_quality.py --runs hubert=runs/ttq/hubert --out reports/time_to_quality
@@ -45,9 +47,11 @@ def checkpoint_clock(run_dir: Path) -> list[tuple[int, float, Path]]:
     return points
 
 
-def coarse_grid(points: list[tuple[int, float, Path]], every: int) -> set[int]:
-    """The updates probed first: multiples of ``every`` and the last checkpoint (the run's final quality)."""
-    return {step for step, _, _ in points if step % every == 0} | {points[-1][0]}
+def coarse_grid(points: list[tuple[int, float, Path]], every: int, until: int | None = None) -> set[int]:
+    """The updates probed first: multiples of ``every`` (up to ``until``, when given) and the last checkpoint
+    (the run's final quality). ``until`` bounds the probes of a long run whose crossing is known to come early."""
+    return {step for step, _, _ in points
+            if step % every == 0 and (until is None or step <= until)} | {points[-1][0]}
 
 
 def next_probe(steps: list[int], probed: dict[int, float], target: float) -> int | None:
@@ -96,12 +100,14 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=500, help="probe checkpoints at multiples of this update")
     parser.add_argument("--bisect", action="store_true",
                         help="then probe only the kept checkpoints that narrow each run's crossing")
+    parser.add_argument("--grid-until", type=int,
+                        help="with --bisect: the coarse grid stops at this update (the last checkpoint is still probed)")
     parser.add_argument("--margin", type=float, default=0.10, help="over MFCC, in accuracy (0.10 = 10 points)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     out = Path(args.out)
     kept = {name: checkpoint_clock(Path(run)) for name, run in (item.split("=", 1) for item in args.runs)}
-    chosen = {name: coarse_grid(points, args.every) if args.bisect else
+    chosen = {name: coarse_grid(points, args.every, args.grid_until) if args.bisect else
               {step for step, _, _ in points if step % args.every == 0} for name, points in kept.items()}
 
     def probe() -> dict[str, float]:

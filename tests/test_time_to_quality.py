@@ -23,6 +23,7 @@ def test_checkpoint_clock_reads_every_kept_checkpoint_in_order(tmp_path):
     minutes = [m for _, m, _ in clock]
     assert 0 < minutes[0] < minutes[1] < minutes[2] < 5, minutes
     assert time_to_quality.coarse_grid(clock, every=4) == {4, 6}  # the last checkpoint always
+    assert time_to_quality.coarse_grid(clock, every=2, until=2) == {2, 6}  # bounded grid, still the last
 
 
 def test_crossing_interpolates_between_the_checkpoints_around_the_target():
