@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.10, help="over MFCC, in accuracy (0.10 = 10 points)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.grid_until is not None and not args.bisect:
+        parser.error("--grid-until bounds the --bisect grid; add --bisect")
     out = Path(args.out)
     kept = {name: checkpoint_clock(Path(run)) for name, run in (item.split("=", 1) for item in args.runs)}
     chosen = {name: coarse_grid(points, args.every, args.grid_until) if args.bisect else
