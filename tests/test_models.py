@@ -189,22 +189,43 @@ def test_spectral_front_ends(tmp_path):
     assert centroid[-1] > centroid[0] + 2
 
 
-def test_first_layer_gemm_path_equals_the_convolution():
-    """The mono first layer under a per-frame LayerNorm runs as a GEMM over windows (faster on CPU); a
-    waveform that needs gradients takes the plain ``Conv1d``: both must give the same output and weight
-    gradients."""
+def channels_first_reference(encoder: ConvFeatureEncoder, waves: torch.Tensor) -> torch.Tensor:
+    """The stack as plain ``F.conv1d`` layers with LayerNorms between transposes: what the frames-first GEMMs
+    must reproduce."""
+    x = waves.unsqueeze(1)
+    for layer in encoder.layers:
+        x = torch.nn.functional.conv1d(x, layer.conv.weight, layer.conv.bias, stride=layer.conv.stride)
+        if isinstance(layer.norm, torch.nn.LayerNorm):
+            x = layer.norm(x.transpose(1, 2)).transpose(1, 2)
+        x = layer.activation(x)
+    return x.transpose(1, 2)
+
+
+@pytest.mark.parametrize("layers", [[[8, 10, 5], [8, 8, 4], [8, 4, 2]], [[8, 10, 5], [8, 3, 2], [8, 2, 2]]],
+                         ids=["kernels_span_strides", "wav2vec2_kernels"])
+def test_frames_first_stack_equals_the_convolutions(layers):
+    """Frames-first layers run as GEMMs (windows for the mono first layer, blocks of strides where the kernel
+    spans whole strides, ``Conv1d`` otherwise): outputs, weight and input gradients must equal the plain
+    convolutions', for lengths the strides do not divide, with and without bias and input gradients."""
     for bias in (False, True):
-        encoder = ConvFeatureEncoder([[8, 10, 5], [8, 3, 2]], norm="layer_norm", bias=bias)
-        waves, lengths = torch.randn(3, 4_000), torch.full((3,), 4_000)
+        encoder = ConvFeatureEncoder(layers, norm="layer_norm", bias=bias, activation="relu")
+        assert encoder.frames_first
+        waves, lengths = torch.randn(3, 4_003, dtype=torch.float64), torch.full((3,), 4_003)
+        encoder = encoder.double()
         results = []
-        for needs_grad in (False, True):
-            encoder.zero_grad()
-            features, _ = encoder(waves.clone().requires_grad_(needs_grad), lengths)
-            features.pow(2).sum().backward()
-            results.append((features.detach(), [p.grad.clone() for p in encoder.layers[0].conv.parameters()]))
-        (fast, fast_grads), (conv, conv_grads) = results
-        assert torch.allclose(fast, conv, atol=1e-5)
-        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(fast_grads, conv_grads))
+        for run in (lambda w: encoder(w, lengths)[0], lambda w: channels_first_reference(encoder, w)):
+            for needs_grad in (False, True):
+                encoder.zero_grad()
+                inputs = waves.clone().requires_grad_(needs_grad)
+                features = run(inputs)
+                (features.pow(2) * torch.linspace(0, 1, features.shape[1])[:, None]).sum().backward()
+                grads = [p.grad.clone() for p in encoder.parameters()]
+                results.append((features.detach(), grads, inputs.grad if needs_grad else None))
+        for ours, reference in zip(results[:2], results[2:]):
+            assert ours[0].shape == reference[0].shape
+            assert torch.allclose(ours[0], reference[0], atol=1e-10)
+            assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(ours[1], reference[1]))
+        assert torch.allclose(results[1][2], results[3][2], atol=1e-9)
 
 
 def test_layerdrop_skips_layers_only_in_training(tmp_path):
